@@ -1,0 +1,37 @@
+# ganlab: `make train`, `make test`. Both create .venv and install the package on first use.
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: help install train test test-fast lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install ganlab with its dev extras (editable)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: install  ## train on the embedded default (extra Hydra overrides: ARGS="model=dcgan data.resolution=64")
+	$(PY) -m ganlab.run $(ARGS)
+
+test: install  ## run the test suite (offline, CPU, ~minutes)
+	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check ganlab tests
+
+format: install  ## ruff autofix + format
+	$(VENV)/bin/ruff check --fix ganlab tests && $(VENV)/bin/ruff format ganlab tests
+
+bench: install  ## training / loader / FID throughput (ARGS="--quick" for a one-minute run)
+	$(PY) -m ganlab.bench $(ARGS)
+
+clean:  ## remove outputs and caches (not .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

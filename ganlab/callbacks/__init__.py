@@ -1,0 +1,1 @@
+"""Lightning callbacks driven by the module's `nimg` (real images shown)."""

@@ -1,0 +1,132 @@
+"""Checkpoints by images shown, written atomically, also on Ctrl-C / SIGTERM.
+
+`last.ckpt` is replaced only by a complete file (write to .tmp, then rename) and only with
+finite weights, so a run never loses its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to `path.tmp`, then an atomic rename onto `path`."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        tmp = f"{path}.tmp"
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+class KimgCheckpoint(pl.Callback):
+    """Saves `dirpath/last.ckpt` every `every_kimg`, at the end of training and when the run is
+    interrupted (SIGINT / SIGTERM: finish the current step, save, stop; a second Ctrl-C aborts).
+
+    Args:
+        dirpath: checkpoint folder.
+        every_kimg: interval of last.ckpt, in thousands of real images.
+        snapshot_kimg: if set, also keep `kimg{K:06d}.ckpt` every that many kimg.
+    """
+
+    def __init__(
+        self, dirpath: str, every_kimg: float = 10.0, snapshot_kimg: float | None = None
+    ) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_nimg = int(every_kimg * 1000)
+        self.snapshot_nimg = int(snapshot_kimg * 1000) if snapshot_kimg else None
+        self.next_nimg = self.next_snapshot = 0
+        self.stop_signal: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
+
+    @property
+    def last_path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    # ------------------------------------------------------------------ signals
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+
+    def _install_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.next_nimg = (pl_module.nimg // self.every_nimg + 1) * self.every_nimg
+        if self.snapshot_nimg:
+            self.next_snapshot = (pl_module.nimg // self.snapshot_nimg + 1) * self.snapshot_nimg
+        self._install_handlers()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.stop_signal is not None:
+            name = signal.Signals(self.stop_signal).name
+            log.warning("%s received: saving %s and stopping", name, self.last_path)
+            self.save(trainer, pl_module, self.last_path)
+            trainer.should_stop = True
+            return
+        if pl_module.nimg >= self.next_nimg:
+            self.save(trainer, pl_module, self.last_path)
+            self.next_nimg = (pl_module.nimg // self.every_nimg + 1) * self.every_nimg
+        if self.snapshot_nimg and pl_module.nimg >= self.next_snapshot:
+            self.save(trainer, pl_module, self.dirpath / f"kimg{pl_module.nimg // 1000:06d}.ckpt")
+            self.next_snapshot = (pl_module.nimg // self.snapshot_nimg + 1) * self.snapshot_nimg
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, pl_module, self.last_path)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.save(trainer, pl_module, self.last_path)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore_handlers()
+
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, path: Path) -> bool:
+        """Save on all ranks (a collective) unless a weight is non-finite; True if saved."""
+        if not pl_module.weights_are_finite():
+            log.error("not saving %s: weights are not finite; the previous file is kept", path)
+            return False
+        trainer.save_checkpoint(path)
+        return True
+
+
+class StopAtKimg(pl.Callback):
+    """Stops training once `kimg` thousand real images have been shown (None: no limit)."""
+
+    def __init__(self, kimg: float | None) -> None:
+        self.max_nimg = None if kimg is None else int(kimg * 1000)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.max_nimg is not None and pl_module.nimg >= self.max_nimg:
+            trainer.should_stop = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.max_nimg is not None and pl_module.nimg >= self.max_nimg:
+            log.warning(
+                "already at %.1f kimg >= kimg=%s: nothing to train",
+                pl_module.nimg / 1000,
+                self.max_nimg / 1000,
+            )
+            trainer.should_stop = True

@@ -1,0 +1,1 @@
+"""Datamodules: one shared base (base.py) and one small class per dataset."""

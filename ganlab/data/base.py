@@ -1,0 +1,264 @@
+"""ImageDataModule: the base every dataset shares.
+
+Datasets hand out uint8 images [3, R_max, R_max] at the final resolution. Everything per batch
+happens on the device after transfer, not per image in Python: conversion to [-1, 1] floats,
+downsampling to the current stage's resolution, the PGGAN real-image fade and random flips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ganlab.utils import ConfigError, check_positive, check_resolution
+
+DOWNSAMPLE_MODES = ("area", "nearest", "bilinear")
+
+
+# ----------------------------------------------------------------------------- batch transforms
+def to_float(images: Tensor) -> Tensor:
+    """uint8 [N, C, H, W] in [0, 255] -> float32 in [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """float [N, C, H, W] in [-1, 1] -> uint8 in [0, 255], rounded as a saved PNG would be."""
+    return images.float().add(1.0).mul(127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def resize(images: Tensor, resolution: int, mode: str = "area") -> Tensor:
+    """Resize float images [N, C, H, W] to [N, C, resolution, resolution].
+
+    area: box filter (exact average of factor x factor blocks when downsampling by an integer);
+    nearest: every factor-th pixel (the reference thesis); bilinear: antialiased bilinear.
+    """
+    if images.shape[-1] == resolution:
+        return images
+    if mode == "area" and images.shape[-1] % resolution == 0:
+        return F.avg_pool2d(images, images.shape[-1] // resolution)
+    if mode == "bilinear":
+        return F.interpolate(
+            images, size=resolution, mode="bilinear", antialias=True, align_corners=False
+        )
+    return F.interpolate(images, size=resolution, mode=mode)
+
+
+def fade_reals(images: Tensor, alpha: float) -> Tensor:
+    """PGGAN real-image fade: alpha * x + (1 - alpha) * upsample(downsample(x)) (2x box, nearest).
+
+    images: float [N, C, R, R]; alpha in [0, 1]; same shape out.
+    """
+    if alpha >= 1.0:
+        return images
+    coarse = F.interpolate(F.avg_pool2d(images, 2), scale_factor=2, mode="nearest")
+    return torch.lerp(coarse, images, alpha)
+
+
+def random_hflip(images: Tensor) -> Tensor:
+    """Mirror a random half of the batch [N, C, H, W] left-right (one draw per image)."""
+    flip = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
+    return torch.where(flip, images.flip(-1), images)
+
+
+def collate_images(batch: Tensor | Sequence[Tensor]) -> Tensor:
+    """Batches from `__getitems__` arrive stacked; single items are stacked here."""
+    return batch if isinstance(batch, Tensor) else torch.stack(list(batch))
+
+
+# ----------------------------------------------------------------------------- datasets, samplers
+class ArrayImageDataset(Dataset):
+    """uint8 images [N, 3, R, R] held in a numpy array (in memory or memory-mapped).
+
+    `__getitems__` reads a whole batch with one fancy-index (sorted, so a memory map reads
+    forward), which is what makes the cached path fast.
+    """
+
+    def __init__(self, array: np.ndarray) -> None:
+        if array.ndim != 4 or array.shape[1] != 3 or array.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [N, 3, R, R], got {array.dtype} {array.shape}")
+        self.array = array
+
+    def __len__(self) -> int:
+        return self.array.shape[0]
+
+    def __getitem__(self, index: int) -> Tensor:
+        return torch.from_numpy(np.array(self.array[index]))
+
+    def __getitems__(self, indices: Sequence[int]) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.array[np.sort(np.asarray(indices))]))
+
+
+class ResizableBatchSampler(Sampler[list[int]]):
+    """Shuffled batches whose size may change between batches (per-stage batch sizes).
+
+    Each pass is a new seeded permutation (seed + pass number), sharded over ranks. The size is
+    read at each batch, so `batch_size` set from the main process applies after the batches the
+    loader's workers have already prefetched.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+    ) -> None:
+        self.num_items, self.batch_size, self.seed, self.shuffle = (
+            num_items,
+            batch_size,
+            seed,
+            shuffle,
+        )
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.passes = 0
+
+    def _order(self) -> Tensor:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.passes)
+            order = torch.randperm(self.num_items, generator=generator)
+        else:
+            order = torch.arange(self.num_items)
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self._order()
+        self.passes += 1
+        start = 0
+        while start < len(order):
+            batch = order[start : start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            start += len(batch)
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        per_rank = len(range(self.rank, self.num_items, self.world_size))
+        full, rest = divmod(per_rank, self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+
+# ----------------------------------------------------------------------------- the base datamodule
+class ImageDataModule(pl.LightningDataModule):
+    """Base datamodule. Subclasses implement `build_split(split)` -> Dataset of uint8 [3, R, R].
+
+    Args:
+        resolution: final (largest) resolution R, a power of two in [4, 1024].
+        batch_size: images per batch per device; `set_batch_size` changes it between stages.
+        num_workers: loader worker processes (0 = load in the main process).
+        hflip: random horizontal flips of the reals (on the device, per batch).
+        downsample: filter from R to a lower stage resolution: area | nearest | bilinear.
+        eval_batch_size: batch size of the validation loader.
+        seed: seed of the shuffling order.
+    """
+
+    def __init__(
+        self,
+        resolution: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        hflip: bool = False,
+        downsample: str = "area",
+        eval_batch_size: int = 256,
+        pin_memory: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_resolution(resolution, 4, 1024, "data.resolution")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size!r} must be a positive integer")
+        check_positive(eval_batch_size, "data.eval_batch_size")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError(f"data.num_workers={num_workers!r} must be an integer >= 0")
+        if downsample not in DOWNSAMPLE_MODES:
+            raise ConfigError(f"data.downsample={downsample!r}: choose one of {DOWNSAMPLE_MODES}")
+        self.max_resolution = self.resolution = resolution
+        self.fade_alpha = 1.0
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.hflip, self.downsample = num_workers, hflip, downsample
+        self.pin_memory, self.seed = pin_memory, seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.train_sampler: ResizableBatchSampler | None = None
+
+    def build_split(self, split: str) -> Dataset:
+        """Dataset of uint8 [3, R, R] images for split 'train' or 'val'."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = self.build_split("train")
+        if self.val_set is None and stage in (None, "fit", "validate"):
+            self.val_set = self.build_split("val")
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset: Dataset, sampler: Sampler) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_images,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+        )
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_and_world()
+        self.train_sampler = ResizableBatchSampler(
+            len(self.train_set), self.batch_size, seed=self.seed, rank=rank, world_size=world
+        )
+        return self._loader(self.train_set, self.train_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_and_world()
+        sampler = ResizableBatchSampler(
+            len(self.val_set),
+            self.eval_batch_size,
+            shuffle=False,
+            rank=rank,
+            world_size=world,
+            drop_last=False,
+        )
+        return self._loader(self.val_set, sampler)
+
+    # ------------------------------------------------------------------ stage control
+    def set_resolution(self, resolution: int, alpha: float = 1.0) -> None:
+        """Serve reals at `resolution` (<= final), faded with `alpha` in [0, 1] (1 = no fade)."""
+        check_resolution(resolution, 4, self.max_resolution, "stage resolution")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha={alpha} must be in [0, 1]")
+        self.resolution, self.fade_alpha = resolution, float(alpha)
+
+    def set_batch_size(self, batch_size: int) -> None:
+        """Change the training batch size from the next batch the sampler draws."""
+        self.batch_size = batch_size
+        if self.train_sampler is not None:
+            self.train_sampler.batch_size = batch_size
+
+    def prepare_reals(self, images: Tensor) -> Tensor:
+        """uint8 [N, 3, R_max, R_max] -> float [N, 3, r, r] in [-1, 1] at the current stage."""
+        x = resize(to_float(images), self.resolution, self.downsample)
+        x = fade_reals(x, self.fade_alpha)
+        return random_hflip(x) if self.hflip else x
+
+    def prepare_eval(self, images: Tensor) -> Tensor:
+        """uint8 [N, 3, R_max, R_max] -> uint8 [N, 3, r, r] at the current stage (for metrics)."""
+        if images.shape[-1] == self.resolution:
+            return images
+        return to_uint8(resize(to_float(images), self.resolution, self.downsample))
+
+    def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Tensor:
+        training = self.trainer is None or self.trainer.training
+        return self.prepare_reals(batch) if training else self.prepare_eval(batch)

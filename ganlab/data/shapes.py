@@ -1,0 +1,108 @@
+"""The embedded dataset: procedurally drawn coloured shapes, no files and no downloads.
+
+Each image is a two-colour gradient background with one or two shapes (disc, square, triangle,
+ring) of vivid colours at random positions, sizes and rotations. Rendering is vectorised in
+torch (2x supersampled, then box-filtered) and deterministic per seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ganlab.data.base import ArrayImageDataset, ImageDataModule
+from ganlab.utils import ConfigError
+
+SHAPE_KINDS = ("disc", "square", "triangle", "ring")
+PALETTE = torch.tensor(
+    [
+        [0.95, 0.25, 0.20],
+        [0.20, 0.75, 0.30],
+        [0.20, 0.45, 0.95],
+        [0.98, 0.85, 0.15],
+        [0.90, 0.35, 0.85],
+        [0.15, 0.85, 0.85],
+        [0.98, 0.55, 0.10],
+        [0.97, 0.97, 0.97],
+    ]
+)
+
+
+def _shape_masks(u: Tensor, v: Tensor, kind: Tensor) -> Tensor:
+    """Boolean masks [n, S, S] of each image's shape in its own frame (u, v in shape units)."""
+    radius = torch.sqrt(u * u + v * v)
+    masks = torch.stack(
+        [
+            radius <= 1.0,
+            torch.maximum(u.abs(), v.abs()) <= 0.8,
+            (v >= -0.5) & (math.sqrt(3) * u.abs() + v <= 1.0),
+            (radius <= 1.0) & (radius >= 0.55),
+        ]
+    )  # [kinds, n, S, S]
+    return masks.gather(0, kind[None, :, None, None].expand(1, *u.shape)).squeeze(0)
+
+
+def _render_chunk(num: int, size: int, generator: torch.Generator) -> Tensor:
+    """Float images [num, 3, size, size] in [0, 1]."""
+
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(*shape, generator=generator)
+
+    axis = (torch.arange(size) + 0.5) / size * 2 - 1
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    angle = rand(num) * 2 * math.pi
+    t = ((xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None]) * 0.5 + 0.5).clamp(
+        0, 1
+    )
+    dark, light = rand(num, 3) * 0.35, 0.25 + rand(num, 3) * 0.35
+    images = torch.lerp(dark[:, :, None, None], light[:, :, None, None], t[:, None])
+    num_shapes = 1 + (rand(num) < 0.5).long()
+    for k in range(2):
+        centre = (rand(num, 2) - 0.5) * 1.0
+        scale = 0.3 + rand(num) * 0.3
+        rot = rand(num) * 2 * math.pi
+        kind = torch.randint(len(SHAPE_KINDS), (num,), generator=generator)
+        colour = PALETTE[torch.randint(len(PALETTE), (num,), generator=generator)]
+        colour = (colour + (rand(num, 3) - 0.5) * 0.15).clamp(0, 1)
+        dx, dy = xx - centre[:, 0, None, None], yy - centre[:, 1, None, None]
+        c, s, r = rot.cos()[:, None, None], rot.sin()[:, None, None], scale[:, None, None]
+        mask = _shape_masks((dx * c + dy * s) / r, (-dx * s + dy * c) / r, kind)
+        mask &= (num_shapes > k)[:, None, None]
+        images = torch.where(mask[:, None], colour[:, :, None, None], images)
+    return images
+
+
+def render_shapes(num: int, resolution: int, seed: int, chunk: int = 256) -> np.ndarray:
+    """Render `num` images as uint8 [num, 3, resolution, resolution], deterministic per seed."""
+    generator = torch.Generator().manual_seed(seed)
+    out = np.empty((num, 3, resolution, resolution), dtype=np.uint8)
+    for start in range(0, num, chunk):
+        n = min(chunk, num - start)
+        images = torch.nn.functional.avg_pool2d(_render_chunk(n, resolution * 2, generator), 2)
+        out[start : start + n] = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+class ShapesDataModule(ImageDataModule):
+    """`data=shapes`: the embedded procedural dataset (default).
+
+    Args:
+        num_images: training images rendered (held in memory).
+        num_val_images: validation images (rendered from another seed).
+        **kwargs: ImageDataModule arguments (resolution, batch_size, ...).
+    """
+
+    def __init__(self, num_images: int = 10000, num_val_images: int = 1000, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for name, value in (("num_images", num_images), ("num_val_images", num_val_images)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"data.{name}={value!r} must be a positive integer")
+        self.num_images, self.num_val_images = num_images, num_val_images
+
+    def build_split(self, split: str) -> ArrayImageDataset:
+        num = self.num_images if split == "train" else self.num_val_images
+        seed = self.seed * 2 + (0 if split == "train" else 1)
+        return ArrayImageDataset(render_shapes(num, self.max_resolution, seed))

@@ -1,0 +1,174 @@
+"""GAN losses as small objects on discriminator logits (never Sigmoid + BCELoss).
+
+Every loss works on raw logits `[N]` (any float dtype; computed in float32) and exposes
+`d_loss(real_logits, fake_logits)` and `g_loss(fake_logits)`. `discriminator_step` adds the
+regularisers (gradient penalty, drift, R1) that need the discriminator itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ganlab.utils import ConfigError
+
+Discriminator = Callable[[Tensor], Tensor]
+
+
+def gradient_penalty(discriminator: Discriminator, real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP term E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake.
+
+    real, fake: [N, C, H, W]. Returns a float32 scalar (weight not applied).
+    """
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = torch.lerp(real.detach(), fake.detach(), eps).requires_grad_(True)
+    logits = discriminator(mixed).float()
+    (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
+    return (grad.float().flatten(1).norm(2, dim=1) - 1).square().mean()
+
+
+def r1_penalty(real: Tensor, real_logits: Tensor) -> Tensor:
+    """R1 term E[||grad_x D(x)||^2] on reals (Mescheder et al. 2018); `real` must require grad.
+
+    Returns a float32 scalar (the gamma / 2 weight is not applied).
+    """
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()
+
+
+class GANLoss:
+    """Base class. Subclasses define `d_loss` and `g_loss` on logits.
+
+    Args:
+        r1_gamma: weight of the R1 penalty on reals (gamma; the term is gamma / 2 * R1), 0 = off.
+    """
+
+    def __init__(self, r1_gamma: float = 0.0) -> None:
+        if r1_gamma < 0:
+            raise ConfigError(f"loss.r1_gamma={r1_gamma} must be >= 0")
+        self.r1_gamma = r1_gamma
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def penalties(
+        self, discriminator: Discriminator, real: Tensor, fake: Tensor, real_logits: Tensor
+    ) -> dict[str, Tensor]:
+        """Weighted regularisation terms added to the D loss, by name (for logging)."""
+        if self.r1_gamma > 0:
+            return {"r1": 0.5 * self.r1_gamma * r1_penalty(real, real_logits)}
+        return {}
+
+    def discriminator_step(
+        self, discriminator: Discriminator, real: Tensor, fake: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total D loss and its logged parts. real, fake: [N, C, H, W]; fake must be detached."""
+        real = real.detach().requires_grad_(self.r1_gamma > 0)
+        real_logits = discriminator(real)
+        fake_logits = discriminator(fake)
+        terms = self.penalties(discriminator, real, fake, real_logits)
+        loss = self.d_loss(real_logits, fake_logits)
+        total = loss + sum(terms.values()) if terms else loss
+        logs = {
+            "d_loss": total.detach(),
+            "d_real": real_logits.detach().float().mean(),
+            "d_fake": fake_logits.detach().float().mean(),
+            **{name: value.detach() for name, value in terms.items()},
+        }
+        return total, logs
+
+
+class NonSaturating(GANLoss):
+    """Non-saturating BCE on logits (Goodfellow et al. 2014).
+
+    Args:
+        label_smoothing: optional [low, high]; real targets drawn uniformly from it per sample
+            (one-sided: fake targets stay 0). The reference thesis used [0.8, 1.0].
+    """
+
+    def __init__(self, label_smoothing: Sequence[float] | None = None, r1_gamma: float = 0.0):
+        super().__init__(r1_gamma)
+        if label_smoothing is not None:
+            low, high = (float(v) for v in label_smoothing)
+            if not 0.0 <= low <= high <= 1.0:
+                raise ConfigError(
+                    f"loss.label_smoothing={list(label_smoothing)} must be [low, high] with "
+                    "0 <= low <= high <= 1, e.g. [0.8, 1.0]"
+                )
+            label_smoothing = (low, high)
+        self.label_smoothing = label_smoothing
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()
+        if self.label_smoothing is None:
+            real_term = F.softplus(-real_logits).mean()
+        else:
+            low, high = self.label_smoothing
+            targets = torch.empty_like(real_logits).uniform_(low, high)
+            real_term = F.binary_cross_entropy_with_logits(real_logits, targets)
+        return real_term + F.softplus(fake_logits).mean()
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return F.softplus(-fake_logits.float()).mean()
+
+
+class Hinge(GANLoss):
+    """Hinge loss (Lim & Ye 2017; SAGAN, BigGAN)."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.relu(1 - real_logits.float()).mean() + F.relu(1 + fake_logits.float()).mean()
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return -fake_logits.float().mean()
+
+
+class LeastSquares(GANLoss):
+    """LSGAN (Mao et al. 2017) with targets real = 1, fake = 0: 0.5 * E[(D - target)^2]."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return 0.5 * (
+            (real_logits.float() - 1).square().mean() + fake_logits.float().square().mean()
+        )
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return 0.5 * (fake_logits.float() - 1).square().mean()
+
+
+class Wasserstein(GANLoss):
+    """WGAN loss with gradient penalty (Gulrajani et al. 2017) and PGGAN's drift term.
+
+    Args:
+        gp_weight: lambda of the gradient penalty (10 in the paper), 0 = plain WGAN.
+        drift: epsilon of the drift term eps * E[D(x_real)^2] (PGGAN: 0.001), 0 = off.
+    """
+
+    def __init__(self, gp_weight: float = 10.0, drift: float = 0.0, r1_gamma: float = 0.0):
+        super().__init__(r1_gamma)
+        if gp_weight < 0 or drift < 0:
+            raise ConfigError("loss.gp_weight and loss.drift must be >= 0")
+        self.gp_weight = gp_weight
+        self.drift = drift
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        real_logits = real_logits.float()
+        loss = fake_logits.float().mean() - real_logits.mean()
+        if self.drift > 0:
+            loss = loss + self.drift * real_logits.square().mean()
+        return loss
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return -fake_logits.float().mean()
+
+    def penalties(
+        self, discriminator: Discriminator, real: Tensor, fake: Tensor, real_logits: Tensor
+    ) -> dict[str, Tensor]:
+        terms = super().penalties(discriminator, real, fake, real_logits)
+        if self.gp_weight > 0:
+            terms["gp"] = self.gp_weight * gradient_penalty(discriminator, real, fake)
+        return terms

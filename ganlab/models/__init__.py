@@ -1,0 +1,1 @@
+"""LightningModules: the shared GAN loop (base.py) and one thin subclass per variant."""

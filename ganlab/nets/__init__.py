@@ -1,0 +1,1 @@
+"""Generators and discriminators (no training logic)."""

@@ -1,0 +1,85 @@
+"""Hydra entry point: `python -m ganlab.run [group=option ...] [key=value ...]`.
+
+Thin by design: compose the config -> instantiate datamodule, model, callbacks, loggers and
+trainer -> fit -> return the metric a sweeper minimises.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganlab.callbacks.checkpoint import AtomicCheckpointIO
+from ganlab.checkpoints import load_checkpoint
+from ganlab.models.base import CHECKPOINT_KEY, GANModule
+from ganlab.utils import ConfigError
+
+log = logging.getLogger("ganlab")
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Trainer]:
+    """Instantiate datamodule, model and trainer (with callbacks and loggers) from the config.
+
+    Raises ConfigError (unwrapped from Hydra's InstantiationException) for invalid values.
+    """
+    try:
+        datamodule = instantiate(cfg.data)
+        model = instantiate(cfg.model)
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+        trainer = instantiate(
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
+        )
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    return datamodule, model, trainer
+
+
+def check_resume(cfg: DictConfig, model: GANModule) -> str | None:
+    """Validate `ckpt_path` before training: it exists, is ganlab's and is of this model."""
+    if not cfg.get("ckpt_path"):
+        return None
+    state = load_checkpoint(cfg.ckpt_path)[CHECKPOINT_KEY]
+    if state.get("model") != type(model).__name__:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} was trained with model {state.get('model')}, "
+            f"but this run builds {type(model).__name__}; pass the same model= as that run"
+        )
+    return str(cfg.ckpt_path)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train one run; returns the best validation metric (None without one)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule, model, trainer = build(cfg)
+    ckpt_path = check_resume(cfg, model)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    best = getattr(model, "best_metric", None)
+    log.info("finished at %.1f kimg; output in %s", model.nimg / 1000, cfg.paths.output_dir)
+    return best
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> Any:
+    try:
+        return train(cfg)
+    except ConfigError as error:
+        log.error("configuration error: %s", error)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
