@@ -63,6 +63,7 @@ class GANModule(pl.LightningModule):
             raise ConfigError(f"model.n_critic={n_critic!r} must be an integer >= 1")
         if ema_kimg < 0:
             raise ConfigError(f"model.ema_kimg={ema_kimg!r} must be >= 0 (0 = EMA follows G)")
+        betas = (float(betas[0]), float(betas[1]))  # plain floats: checkpoints load weights_only
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["generator", "discriminator", "loss"])
         self.generator = generator

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real Hydra config, composed and shrunk for a CPU and `tmp_path`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+TINY = ["debug=tiny", "trainer.accelerator=cpu", "callbacks.progress=null", "logger=csv"]
+
+os.environ.setdefault("WANDB_MODE", "offline")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose conf/train.yaml with overrides, as `python -m ganlab.run` would, into output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.cache_dir = str(output_dir.parent / "cache")
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """make_cfg(*overrides, name="run") -> a tiny CPU config writing to tmp_path/name."""
+
+    def make(*overrides: str, name: str = "run") -> DictConfig:
+        return compose_config([*TINY, *overrides], tmp_path / name)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def read_metrics(run_dir: Path) -> dict[str, list[float]]:
+    """Columns of the run's metrics.csv as lists of floats (empty cells skipped)."""
+    import csv
+
+    (path,) = list(Path(run_dir).rglob("metrics.csv"))
+    columns: dict[str, list[float]] = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if value not in ("", None):
+                    columns.setdefault(key, []).append(float(value))
+    return columns
