@@ -108,3 +108,10 @@ def test_non_finite_loss_stops_and_keeps_last_finite_checkpoint(make_cfg):
                        map_location="cpu", weights_only=False)
     assert saved["ganlab"]["nimg"] == 4 * 16
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+
+
+@pytest.mark.parametrize("length", [("kimg=0.048",), ("kimg=null", "trainer.max_steps=6")])
+def test_short_runs_log_their_last_step(make_cfg, tmp_path, length):
+    train(make_cfg(*length, "trainer.log_every_n_steps=50"))
+    columns = read_metrics(tmp_path / "run")
+    assert columns["train/kimg"] == [pytest.approx(0.048)]  # 3 iterations of 16 images

@@ -118,8 +118,10 @@ class StopAtKimg(pl.Callback):
     def __init__(self, kimg: float | None) -> None:
         self.max_nimg = None if kimg is None else int(kimg * 1000)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.max_nimg is not None and pl_module.nimg >= self.max_nimg:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Decided before the step, so the last step is logged (Lightning logs when stopping).
+        next_nimg = pl_module.nimg + batch.shape[0] * trainer.world_size
+        if self.max_nimg is not None and next_nimg >= self.max_nimg:
             trainer.should_stop = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -128,6 +128,8 @@ class GANModule(pl.LightningModule):
         self.iteration += 1
         if train_g:
             self.update_ema(images_this_step)
+        if 0 < self.trainer.max_steps <= self.trainer.global_step:
+            self.trainer.should_stop = True  # last step: Lightning then also logs this one
         self.log_train(logs, batch_size=real.shape[0])
 
     @torch.no_grad()
