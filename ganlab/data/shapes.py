@@ -59,10 +59,10 @@ def _render_chunk(num: int, size: int, generator: torch.Generator) -> Tensor:
     )
     dark, light = rand(num, 3) * 0.35, 0.25 + rand(num, 3) * 0.35
     images = torch.lerp(dark[:, :, None, None], light[:, :, None, None], t[:, None])
-    num_shapes = 1 + (rand(num) < 0.5).long()
+    num_shapes = 1 + (rand(num) < 0.3).long()
     for k in range(2):
         centre = (rand(num, 2) - 0.5) * 1.0
-        scale = 0.3 + rand(num) * 0.3
+        scale = 0.35 + rand(num) * 0.3
         rot = rand(num) * 2 * math.pi
         kind = torch.randint(len(SHAPE_KINDS), (num,), generator=generator)
         colour = PALETTE[torch.randint(len(PALETTE), (num,), generator=generator)]
