@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganlab.callbacks.checkpoint import AtomicCheckpointIO
 from ganlab.checkpoints import load_checkpoint
+from ganlab.loggers import log_run_config
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
+from ganlab.multirun import check_launch, is_multirun, run_job
 from ganlab.utils import ConfigError
 
 log = logging.getLogger("ganlab")
@@ -65,7 +67,9 @@ def train(cfg: DictConfig) -> float | None:
     """Train one run; returns the best validation metric (None without one)."""
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
+    check_launch(trainer)  # -m with DDP: a clear error instead of a re-launched sweep
     ckpt_path = check_resume(cfg, model)
+    log_run_config(trainer, model.run_config)  # the resolved config as W&B run config etc.
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     best = getattr(model, "best_metric", None)
     log.info("finished at %.1f kimg; output in %s", model.nimg / 1000, cfg.paths.output_dir)
@@ -74,6 +78,8 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> Any:
+    if is_multirun():  # a failed job is recorded and reported at the end; the sweep goes on
+        return run_job(train, cfg)
     try:
         return train(cfg)
     except ConfigError as error:

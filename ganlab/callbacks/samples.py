@@ -8,6 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid, save_image
 
+from ganlab.loggers import log_image
+
 
 def images_to_grid(images: torch.Tensor, nrow: int = 8, size: int | None = None) -> torch.Tensor:
     """[N, 3, r, r] in [-1, 1] -> one grid [3, H, W] in [0, 1], optionally upscaled to `size` px."""
@@ -52,4 +54,5 @@ class SampleGrid(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"fakes_{pl_module.nimg:09d}.png"
         save_image(grid, path)
+        log_image(trainer, "samples/fakes", grid)  # W&B / TensorBoard, if the run has them
         return path

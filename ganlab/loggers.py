@@ -1,0 +1,223 @@
+"""Logging helpers: W&B without login prompts, and images through whatever loggers a run has.
+
+- `resolve_wandb_mode`: online only when credentials exist (WANDB_API_KEY or a .netrc entry from
+  `wandb login`), otherwise offline with one line on how to `wandb sync` later; never a prompt.
+- `WandbLogger`: Lightning's W&B logger with ganlab's layout: `train/*`, `val/*` and `samples/*`
+  stepped by `train/kimg`, `val/fid` summarised by its minimum, the jobs of one Hydra multirun in
+  one W&B group, the run finished at the end of each job, optional checkpoint artifact.
+- `log_image(trainer, key, image)`: one image (e.g. a sample grid) to every logger of the run
+  that can show images (W&B, TensorBoard); CSV runs keep the PNGs under RUN_DIR/samples/.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities import rank_zero_only
+from torch import Tensor
+
+from ganlab.utils import ConfigError
+
+log = logging.getLogger(__name__)
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+WANDB_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
+                   "disabled": "disabled"}
+DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+
+
+# ----------------------------------------------------------------------------- W&B mode
+def wandb_credentials_found(environ: Mapping[str, str] | None = None) -> bool:
+    """True if W&B can log in without asking: WANDB_API_KEY / WANDB_IDENTITY_TOKEN_FILE is set, or
+    the .netrc file (`wandb login` writes it; $NETRC moves it) has an entry for the W&B host."""
+    environ = os.environ if environ is None else environ
+    if environ.get("WANDB_API_KEY") or environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST).netloc
+    path = environ.get("NETRC") or str(Path(environ.get("HOME", Path.home())) / ".netrc")
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def resolve_wandb_mode(
+    mode: str = "auto", environ: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """The W&B mode to run in, and why: (online | offline | disabled, reason).
+
+    `mode` (logger.wandb.mode) other than auto forces it; auto follows $WANDB_MODE if set, else
+    online when credentials are found, else offline. Online without credentials is a ConfigError
+    (W&B would otherwise stop and prompt for a login).
+    """
+    environ = os.environ if environ is None else environ
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"logger.wandb.mode={mode!r}: choose one of {', '.join(WANDB_MODES)}")
+    if mode != "auto":
+        resolved, reason = mode, f"logger.wandb.mode={mode}"
+    elif environ.get("WANDB_MODE"):
+        env_mode = environ["WANDB_MODE"]
+        if env_mode not in WANDB_ENV_MODES:
+            raise ConfigError(f"WANDB_MODE={env_mode!r}: use online, offline or disabled")
+        resolved, reason = WANDB_ENV_MODES[env_mode], f"WANDB_MODE={env_mode}"
+    elif wandb_credentials_found(environ):
+        resolved, reason = "online", "W&B credentials found"
+    else:
+        resolved, reason = "offline", "no W&B credentials (not logged in, WANDB_API_KEY unset)"
+    if resolved == "online" and not wandb_credentials_found(environ):
+        raise ConfigError(
+            f"W&B mode online ({reason}) but no credentials were found: run `wandb login` or set "
+            "WANDB_API_KEY, or log locally with logger.wandb.mode=offline"
+        )
+    return resolved, reason
+
+
+def multirun_job() -> tuple[str, str] | None:
+    """(sweep folder name, job label) inside a Hydra multirun job, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    label = f"{hydra_cfg.job.num}"
+    if hydra_cfg.job.override_dirname:
+        label += f":{hydra_cfg.job.override_dirname}"
+    return Path(hydra_cfg.sweep.dir).name, label[:120]
+
+
+# ----------------------------------------------------------------------------- W&B logger
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger with ganlab's defaults (see the module docstring).
+
+    Args:
+        save_dir: folder of `wandb/` (the run folder).
+        project, entity, tags, notes: W&B's own.
+        name: run name (null: the job number and overrides in a multirun, else the folder's name).
+        group: W&B group (null: the sweep folder's name in a multirun, else none).
+        mode: auto | online | offline | disabled (see `resolve_wandb_mode`).
+        log_model: upload `checkpoint_dir/*.ckpt` (last, best) as a model artifact at the end.
+        checkpoint_dir: where the run's checkpoints are.
+        **kwargs: passed on to `wandb.init`.
+    """
+
+    def __init__(
+        self,
+        save_dir: str,
+        project: str = "ganlab",
+        entity: str | None = None,
+        name: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        mode: str = "auto",
+        log_model: bool = False,
+        checkpoint_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        mode, reason = resolve_wandb_mode(mode)
+        job = multirun_job()
+        group = group or (job[0] if job else None)
+        name = name or (job[1] if job else Path(save_dir).name)
+        tags = list(tags) if tags else None
+        super().__init__(
+            save_dir=save_dir, project=project, entity=entity, name=name, group=group, tags=tags,
+            notes=notes, mode=mode, log_model=False, **kwargs,
+        )
+        self.mode, self.upload_checkpoints = mode, bool(log_model)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self._finished = False
+        self._announce(reason)
+
+    @rank_zero_only
+    def _announce(self, reason: str) -> None:
+        if self.mode == "offline":
+            log.info(
+                "W&B offline (%s); upload later with `wandb sync %s/wandb/offline-run-*`",
+                reason, self.save_dir,
+            )
+        else:
+            log.info("W&B %s (%s)", self.mode, reason)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        new = self._experiment is None
+        run = super().experiment
+        if new and getattr(run, "define_metric", None):
+            run.define_metric("train/kimg")
+            for prefix in ("train", "val", "samples"):
+                run.define_metric(f"{prefix}/*", step_metric="train/kimg", step_sync=True)
+            run.define_metric("val/fid", step_metric="train/kimg", summary="min")
+        return run
+
+    def finalize(self, status: str) -> None:
+        """End of fit: upload checkpoints if asked, then finish the W&B run (so the next job of a
+        multirun starts its own). "finished" (SLURM requeue signal) keeps the run open."""
+        super().finalize(status)
+        if status == "finished" or self._experiment is None or self._finished:
+            return
+        if status == "success" and self.upload_checkpoints:
+            self._log_checkpoints()
+        self._experiment.finish(exit_code=0 if status == "success" else 1)
+        self._finished = True
+
+    def _log_checkpoints(self) -> None:
+        import wandb
+
+        files = sorted(self.checkpoint_dir.glob("*.ckpt")) if self.checkpoint_dir else []
+        if not files:
+            return
+        artifact = wandb.Artifact(f"model-{self._experiment.id}", type="model")
+        for path in files:
+            artifact.add_file(str(path), name=path.name)
+        self._experiment.log_artifact(artifact, aliases=["latest"])
+
+
+# ----------------------------------------------------------------------------- images
+def to_uint8_hwc(image: Tensor) -> Tensor:
+    """[3, H, W] float in [0, 1] -> uint8 [H, W, 3] in [0, 255]."""
+    return image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0)
+
+
+def log_image(trainer: pl.Trainer, key: str, image: Tensor) -> list[str]:
+    """Send one image [3, H, W] in [0, 1] (e.g. a sample grid) to the run's image-capable loggers.
+
+    W&B: `key` in the history (stepped by train/kimg); TensorBoard: `add_image(key, step)`;
+    loggers without images (CSV) are skipped. Call on rank 0 (loggers ignore other ranks anyway).
+    Returns the names of the loggers that took the image.
+    """
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an image [3, H, W], got {tuple(image.shape)}")
+    step, took = trainer.global_step, []
+    for logger in trainer.loggers:
+        if isinstance(logger, LightningWandbLogger):
+            logger.log_image(key=key, images=[to_uint8_hwc(image).cpu().numpy()], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, image.detach().float().clamp(0, 1).cpu(), step)
+        else:
+            continue
+        took.append(type(logger).__name__)
+    return took
+
+
+def log_run_config(trainer: pl.Trainer, config: Mapping[str, Any] | None) -> None:
+    """Record the resolved run config as every logger's hyperparameters (W&B: the run config)."""
+    if not config:
+        return
+    for logger in trainer.loggers:
+        logger.log_hyperparams(dict(config))
