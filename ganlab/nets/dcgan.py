@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ganlab.nets.layers import minibatch_layers
 from ganlab.utils import check_positive, check_resolution, log2_int
 
 
@@ -66,11 +67,16 @@ class Discriminator(nn.Module):
     """images [N, 3, R, R] in [-1, 1] -> logits [N] (no sigmoid).
 
     Mirrors the generator: strided 4x4 convs halving the size, LeakyReLU(0.2), batch norm on
-    all but the first layer (disable with `batch_norm=False`, e.g. for WGAN-GP).
+    all but the first layer (disable with `batch_norm=False`, e.g. for WGAN-GP). Optional
+    minibatch layers before the last conv (0 = off, the default): `minibatch_stddev` (group
+    size) and `minibatch_discrimination` (kernels B, each of dimension
+    `minibatch_discrimination_dim`); see ganlab.nets.layers.
     """
 
     def __init__(
-        self, resolution: int = 64, width: int = 64, max_width: int = 512, batch_norm: bool = True
+        self, resolution: int = 64, width: int = 64, max_width: int = 512, batch_norm: bool = True,
+        minibatch_stddev: int = 0, minibatch_discrimination: int = 0,
+        minibatch_discrimination_dim: int = 5,
     ):
         super().__init__()
         check_resolution(resolution, 8, 256, "data.resolution")
@@ -87,7 +93,9 @@ class Discriminator(nn.Module):
                 nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
-        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0))
+        extra, channels = minibatch_layers(widths[-1], 4, minibatch_stddev,
+                                           minibatch_discrimination, minibatch_discrimination_dim)
+        layers += [*extra, nn.Conv2d(channels, 1, 4, 1, 0)]
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
 

@@ -1,4 +1,5 @@
-"""Layers shared by the networks: equalized learning rate, pixel norm, minibatch stddev."""
+"""Layers shared by the networks: equalized learning rate, pixel norm, minibatch stddev,
+self-attention, minibatch discrimination."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from ganlab.utils import ConfigError
 
 
 class EqualizedConv2d(nn.Module):
@@ -72,3 +76,134 @@ class MinibatchStdDev(nn.Module):
         y = (y + 1e-8).sqrt().mean(dim=(2, 3, 4))           # [M, F]
         y = y.reshape(-1, f, 1, 1).repeat(group, 1, h, w)   # [N, F, H, W]
         return torch.cat([x, y.to(x.dtype)], dim=1)
+
+
+class SelfAttention(nn.Module):
+    """Self-attention over all positions of a feature map (SAGAN, Zhang et al. 2019).
+
+    1x1 convs make queries and keys with C/8 channels (at least 1) and values with C channels;
+    attention = softmax_j(q_i . k_j) over the H*W key positions (no 1/sqrt(d) scaling, as in
+    SAGAN); out = gamma * (attention @ v) + x with the learnable scalar gamma starting at 0, so
+    the layer is the identity at initialisation. [N, C, H, W] -> [N, C, H, W].
+
+    Memory is quadratic in positions: the explicit path holds N * (H*W)^2 floats; the default
+    `scaled_dot_product_attention` path lets fused kernels (flash / memory-efficient, on GPU)
+    avoid that. Fused kernels have no double backward: set `double_backward = True` (see
+    `enable_double_backward`) when a loss differentiates D's gradient (WGAN-GP, R1); the SDPA
+    call is then restricted to its math backend.
+
+    Args:
+        channels: C, channels of the input feature map.
+        key_ratio: C / (query and key channels), 8 in SAGAN.
+        use_sdpa: use `scaled_dot_product_attention` (else the explicit softmax).
+    """
+
+    def __init__(self, channels: int, key_ratio: int = 8, use_sdpa: bool = True) -> None:
+        super().__init__()
+        key_channels = max(1, channels // key_ratio)
+        self.query = nn.Conv2d(channels, key_channels, 1)
+        self.key = nn.Conv2d(channels, key_channels, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(()))
+        self.use_sdpa = use_sdpa
+        self.double_backward = False
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys [N, HW, C/8] and values [N, HW, C] of x [N, C, H, W]."""
+        convs = (self.query, self.key, self.value)
+        return tuple(conv(x).flatten(2).transpose(1, 2) for conv in convs)
+
+    def attention_map(self, x: Tensor) -> Tensor:
+        """Attention weights [N, HW (queries), HW (keys)] of x [N, C, H, W]; rows sum to 1.
+        Positions are row-major: index = row * W + col."""
+        q, k, _ = self._qkv(x)
+        return torch.softmax(q @ k.transpose(1, 2), dim=-1)
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """x [N, C, H, W] -> same shape; with `return_attention`, also the map [N, HW, HW]
+        (computed by the explicit path)."""
+        n, c, h, w = x.shape
+        q, k, v = self._qkv(x)
+        attention = None
+        if return_attention or not self.use_sdpa:
+            attention = torch.softmax(q @ k.transpose(1, 2), dim=-1)
+            out = attention @ v
+        elif self.double_backward:
+            with sdpa_kernel(SDPBackend.MATH):
+                out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        out = x + self.gamma * out.transpose(1, 2).reshape(n, c, h, w)
+        return (out, attention) if return_attention else out
+
+
+def enable_double_backward(module: nn.Module, enabled: bool = True) -> None:
+    """Make every SelfAttention in `module` twice differentiable (needed by gradient penalties
+    when SDPA would pick a fused GPU kernel)."""
+    for layer in module.modules():
+        if isinstance(layer, SelfAttention):
+            layer.double_backward = enabled
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016): lets D see how close each sample is to
+    the others in its batch, so a collapsed G is easy to spot.
+
+    Features f [N, A] (or a feature map [N, C, H, W], flattened: A = C*H*W) are projected by a
+    tensor T [A, B*K] to M [N, B, K]; for each of the B kernels,
+    o_b(x_i) = sum_{j != i} exp(-||M_i,b - M_j,b||_1). The output appends o [N, B]:
+    [N, A + B] for vectors, or B constant maps [N, C + B, H, W] for feature maps. A batch of
+    identical samples gives o_b = N - 1 (the maximum). T is a plain parameter (no spectral norm).
+
+    Args:
+        in_features: A (C*H*W for feature maps).
+        num_kernels: B (Salimans et al.: 100).
+        kernel_dim: K, dimension of each kernel's projection (Salimans et al.: 5).
+    """
+
+    def __init__(self, in_features: int, num_kernels: int = 100, kernel_dim: int = 5) -> None:
+        super().__init__()
+        self.num_kernels, self.kernel_dim = num_kernels, kernel_dim
+        self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim) / in_features**0.5)
+
+    def statistic(self, x: Tensor) -> Tensor:
+        """o [N, B] of features x [N, ...] (flattened to [N, A])."""
+        m = (x.flatten(1) @ self.T).view(-1, self.num_kernels, self.kernel_dim)  # [N, B, K]
+        l1 = (m[:, None] - m[None]).abs().sum(dim=-1)                           # [N, N, B]
+        return torch.exp(-l1).sum(dim=1) - 1.0                                  # drop j == i
+
+    def forward(self, x: Tensor) -> Tensor:
+        o = self.statistic(x).to(x.dtype)
+        if x.dim() == 4:
+            o = o[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        return torch.cat([x, o], dim=1)
+
+
+def minibatch_layers(
+    channels: int, size: int, stddev_group: int = 0, discrimination_kernels: int = 0,
+    discrimination_dim: int = 5,
+) -> tuple[list[nn.Module], int]:
+    """The optional minibatch layers a discriminator inserts before its last conv, on a feature
+    map [N, channels, size, size]; returns (layers, channels after them). 0 turns a layer off.
+
+    Args:
+        stddev_group: group size of MinibatchStdDev (Karras et al.: 4), 0 = off.
+        discrimination_kernels: B of MinibatchDiscrimination (Salimans et al.: 100), 0 = off.
+        discrimination_dim: K of MinibatchDiscrimination.
+    """
+    for value, key in [(stddev_group, "minibatch_stddev"),
+                       (discrimination_kernels, "minibatch_discrimination"),
+                       (discrimination_dim, "minibatch_discrimination_dim")]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"model.discriminator.{key}={value!r} must be an integer >= 0 (0 = off)"
+            )
+    layers: list[nn.Module] = []
+    if discrimination_kernels:
+        layers.append(MinibatchDiscrimination(channels * size * size, discrimination_kernels,
+                                              discrimination_dim))
+        channels += discrimination_kernels
+    if stddev_group:
+        layers.append(MinibatchStdDev(stddev_group))
+        channels += 1
+    return layers, channels

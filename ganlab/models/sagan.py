@@ -1,0 +1,198 @@
+"""SAGAN (Zhang et al. 2019): the shared loop plus attention logging and attention-map images.
+
+The networks come from nets/sagan.py; hinge loss, TTUR and Adam betas (0, 0.9) from
+conf/model/sagan.yaml. What differs from GANModule: `train/attn_gamma_{g,d}{side}` scalars, an
+attention-map image next to each sample grid, and twice-differentiable attention in D when the
+loss takes gradients of D (WGAN-GP, R1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.utils import make_grid, save_image
+
+from ganlab.callbacks.samples import SampleGrid
+from ganlab.losses import GANLoss
+from ganlab.models.base import GANModule
+from ganlab.nets.layers import SelfAttention, enable_double_backward
+from ganlab.utils import ConfigError
+
+
+def attention_layers(net: nn.Module) -> dict[str, SelfAttention]:
+    """The attention blocks of a SAGAN network by feature-map side ("32": layer)."""
+    return dict(getattr(net, "attention", {}).items())
+
+
+def needs_input_gradients(loss: GANLoss) -> bool:
+    """True if the loss differentiates D's gradient w.r.t. its input (gradient penalty, R1)."""
+    return getattr(loss, "gp_weight", 0.0) > 0 or getattr(loss, "r1_gamma", 0.0) > 0
+
+
+class SAGAN(GANModule):
+    """GANModule with SAGAN networks.
+
+    Args:
+        attention_query: (row, col) of the query pixel of the attention-map images, as fractions
+            of the side in [0, 1).
+        **kwargs: GANModule's arguments (generator, discriminator, loss, lr_g, lr_d, ...).
+    """
+
+    def __init__(self, attention_query: Sequence[float] = (0.5, 0.5), **kwargs) -> None:
+        attention_query = tuple(float(v) for v in attention_query)  # plain floats: weights_only
+        if len(attention_query) != 2 or not all(0 <= v < 1 for v in attention_query):
+            raise ConfigError(
+                f"model.attention_query={list(attention_query)} must be [row, col] fractions in "
+                "[0, 1), e.g. [0.5, 0.5] for the centre pixel"
+            )
+        super().__init__(**kwargs)
+        if needs_input_gradients(self.loss):
+            enable_double_backward(self.discriminator)
+
+    def extra_train_logs(self) -> dict[str, Tensor]:
+        """gamma of every attention block: `attn_gamma_g32`, `attn_gamma_d32`, ..."""
+        logs = {}
+        for prefix, net in (("g", self.generator), ("d", self.discriminator)):
+            for side, layer in attention_layers(net).items():
+                logs[f"attn_gamma_{prefix}{side}"] = layer.gamma.detach()
+        return logs
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [AttentionMaps(self.hparams.attention_query)]
+
+
+# --------------------------------------------------------------------------- attention images
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Put modules in eval mode (no batch statistics, no power iterations), then restore."""
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+@torch.no_grad()
+def capture_attention(net: nn.Module, run: Callable[[], object]) -> dict[str, Tensor]:
+    """Call `run()` and return the attention map [N, HW, HW] of each of `net`'s attention
+    blocks, by side."""
+    maps: dict[str, Tensor] = {}
+    hooks = [
+        layer.register_forward_hook(
+            lambda m, args, out, side=side: maps.__setitem__(side, m.attention_map(args[0]))
+        )
+        for side, layer in attention_layers(net).items()
+    ]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return maps
+
+
+def heat_colours(heat: Tensor) -> Tensor:
+    """[H, W] in [0, 1] -> [3, H, W] black-red-yellow."""
+    return torch.stack([(2 * heat).clamp(0, 1), (2 * heat - 1).clamp(0, 1), torch.zeros_like(heat)])
+
+
+def attention_panels(
+    image: Tensor, maps: dict[str, Tensor], query: tuple[float, float], size: int
+) -> list[Tensor]:
+    """Per map: [image with the query pixel in green, attention of that query over all positions
+    (scaled to its max), overlay], each [3, size, size] in [0, 1].
+
+    image: [3, R, R] in [-1, 1]; maps: side -> [1, side*side, side*side].
+    """
+    picture = F.interpolate(image[None].float().add(1).div(2).clamp(0, 1), size=size)[0]
+    panels = []
+    for side_key, attention in maps.items():
+        side = int(side_key)
+        row, col = (min(int(q * side), side - 1) for q in query)
+        heat = attention[0, row * side + col].view(1, 1, side, side).float()
+        heat = F.interpolate(heat / heat.max().clamp_min(1e-12), size=size)[0, 0]
+        marked = picture.clone()
+        cell = size // side
+        marked[:, row * cell:(row + 1) * cell, col * cell:(col + 1) * cell] = (
+            torch.tensor([0.0, 1.0, 0.0])[:, None, None]
+        )
+        coloured = heat_colours(heat)
+        panels += [marked, coloured, 0.5 * picture + 0.5 * coloured]
+    return panels
+
+
+class AttentionMaps(pl.Callback):
+    """After each sample grid, writes `samples/attention_{nimg:09d}.png` beside it (rank 0).
+
+    For the first fixed latent: the EMA generator's image, and for each attention block of the
+    EMA generator (rows `g*`) and of D applied to that image (rows `d*`), the attention of one
+    query pixel over all positions. Runs in eval mode and draws no random numbers, so training
+    is unaffected. Follows the SampleGrid callback (interval, folder); without one it is idle.
+
+    Args:
+        query: (row, col) of the query pixel, fractions of the side.
+        size: side of each panel, px.
+    """
+
+    def __init__(self, query: tuple[float, float] = (0.5, 0.5), size: int = 128) -> None:
+        self.query, self.size = query, size
+        self.last_saved_nimg = -1
+
+    @staticmethod
+    def sample_grid(trainer: pl.Trainer) -> SampleGrid | None:
+        return next((c for c in trainer.callbacks if isinstance(c, SampleGrid)), None)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.follow(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.follow(trainer, pl_module)
+
+    def follow(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        grid = self.sample_grid(trainer)
+        if grid is None or grid.last_saved_nimg != pl_module.nimg:
+            return
+        if pl_module.nimg != self.last_saved_nimg:
+            self.last_saved_nimg = pl_module.nimg
+            if trainer.is_global_zero:
+                self.save(pl_module, grid.dirpath)
+
+    @torch.no_grad()
+    def render(self, pl_module: SAGAN) -> Tensor | None:
+        """The attention image [3, H, W] in [0, 1], or None without attention blocks."""
+        generator, disc = pl_module.generator_ema, pl_module.discriminator
+        with eval_mode(generator, disc):
+            z = pl_module.fixed_z[:1]
+            images: list[Tensor] = []
+            g_maps = capture_attention(generator, lambda: images.append(generator(z)))
+            d_maps = capture_attention(disc, lambda: disc(images[0]))
+        if not g_maps and not d_maps:
+            return None
+        image = images[0][0].cpu()
+        panels = [
+            panel
+            for maps in (g_maps, d_maps)
+            for panel in attention_panels(image, {k: v.cpu() for k, v in maps.items()},
+                                          self.query, self.size)
+        ]
+        return make_grid(panels, nrow=3, padding=2, pad_value=1.0)
+
+    def save(self, pl_module: SAGAN, dirpath: Path) -> Path | None:
+        """Render and write the image; returns its path (None without attention blocks)."""
+        image = self.render(pl_module)
+        if image is None:
+            return None
+        dirpath = Path(dirpath)
+        dirpath.mkdir(parents=True, exist_ok=True)
+        path = dirpath / f"attention_{pl_module.nimg:09d}.png"
+        save_image(image, path)
+        return path

@@ -1,0 +1,182 @@
+"""SAGAN networks (Zhang et al. 2019) for any power-of-two resolution from 8 to 256.
+
+The topology is the "standard CNN" of spectral-normalisation GANs (Miyato et al. 2018), with
+feature maps at every side from 4x4 up to the image side R, so self-attention can sit at any of
+them (SAGAN's default: 32x32):
+
+    G: z -> linear -> 4x4 -> [ConvT 4x4/2, BN, ReLU] per side up to R -> conv 3x3 -> tanh
+    D: image -> conv 3x3 at R, LReLU -> [conv 4x4/2, LReLU] per side down to 4x4
+       -> optional minibatch layers -> conv 4x4 -> logit
+
+Spectral norm (torch.nn.utils.parametrizations.spectral_norm) wraps every conv / linear,
+attention projections included; attention, spectral norm and batch norm are switches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
+
+from ganlab.nets.layers import SelfAttention, minibatch_layers
+from ganlab.utils import ConfigError, check_positive, check_resolution, is_power_of_two
+
+LRELU_SLOPE = 0.1  # LeakyReLU slope in D (heykeetae/Self-Attention-GAN, SNGAN)
+
+
+def sagan_widths(resolution: int, width: int, max_width: int) -> dict[int, int]:
+    """Channels of the feature map at each side 4, 8, ..., resolution: `width` at the image
+    side, doubling towards 4x4, capped at `max_width`."""
+    sides = [2**k for k in range(2, resolution.bit_length())]
+    return {side: min(width * resolution // side, max_width) for side in sides}
+
+
+def attention_sides(attention: int | Iterable[int] | None, resolution: int, key: str) -> list[int]:
+    """Feature-map sides that get a self-attention block, sorted and unique.
+
+    `attention`: a side, a list of sides, or null / [] for none. Each must be a power of two
+    >= 4; a side larger than the image side means the largest feature map (the image side), so
+    the default 32 works for 16 px debug runs too.
+    """
+    if attention is None:
+        return []
+    sides = [attention] if isinstance(attention, int) else list(attention)
+    for side in sides:
+        if not is_power_of_two(side) or side < 4:
+            raise ConfigError(
+                f"{key}={sides} is not valid: attention sides must be powers of two >= 4 (feature "
+                f"maps are 4..{resolution} px at this resolution), e.g. `{key}=[32]`; "
+                f"`{key}=[]` turns attention off."
+            )
+    return sorted({min(side, resolution) for side in sides})
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Wrap the weight of every Conv2d / ConvTranspose2d / Linear in `module` with spectral
+    norm (one power iteration per training forward); returns `module`."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d,
+                                                            nn.Linear))]
+    for layer in layers:
+        add_spectral_norm(layer)
+    return module
+
+
+class Generator(nn.Module):
+    """z [N, z_dim] -> images [N, 3, R, R] in [-1, 1] (tanh).
+
+    Args:
+        z_dim: latent size.
+        resolution: output side R, a power of two in [8, 256].
+        width: channels of the R x R feature map; doubles towards 4x4.
+        max_width: cap on any feature map's channels.
+        attention: feature-map side(s) with a self-attention block ([] = none).
+        spectral_norm: spectral norm on every conv / linear.
+        batch_norm: batch norm after the linear stem and every transposed conv.
+    """
+
+    def __init__(
+        self, z_dim: int = 128, resolution: int = 32, width: int = 64, max_width: int = 512,
+        attention: int | Iterable[int] | None = (32,), spectral_norm: bool = True,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        check_resolution(resolution, 8, 256, "data.resolution")
+        check_positive(width, "model.generator.width")
+        check_positive(z_dim, "model.generator.z_dim")
+        self.z_dim, self.resolution = z_dim, resolution
+        self.widths = sagan_widths(resolution, width, max_width)
+        self.attention_sides = attention_sides(attention, resolution, "model.generator.attention")
+        w4 = self.widths[4]
+        self.stem = nn.Linear(z_dim, w4 * 16)
+        self.stem_act = nn.Sequential(
+            nn.BatchNorm2d(w4) if batch_norm else nn.Identity(), nn.ReLU(inplace=True)
+        )
+        self.blocks = nn.ModuleDict()
+        for side in list(self.widths)[1:]:
+            c_in, c_out = self.widths[side // 2], self.widths[side]
+            self.blocks[str(side)] = nn.Sequential(
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batch_norm),
+                nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
+                nn.ReLU(inplace=True),
+            )
+        self.attention = nn.ModuleDict(
+            {str(side): SelfAttention(self.widths[side]) for side in self.attention_sides}
+        )
+        self.to_rgb = nn.Conv2d(self.widths[resolution], 3, 3, 1, 1)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        assert z.dim() == 2 and z.shape[1] == self.z_dim, f"expected z [N, {self.z_dim}]"
+        h = self.stem_act(self.stem(z).view(-1, self.widths[4], 4, 4))
+        for side in self.widths:
+            if side > 4:
+                h = self.blocks[str(side)](h)
+            if str(side) in self.attention:
+                h = self.attention[str(side)](h)
+        return torch.tanh(self.to_rgb(h))
+
+
+class Discriminator(nn.Module):
+    """images [N, 3, R, R] in [-1, 1] -> logits [N] (no sigmoid).
+
+    Args:
+        resolution: input side R, a power of two in [8, 256].
+        width: channels of the R x R feature map; doubles towards 4x4.
+        max_width: cap on any feature map's channels.
+        attention: feature-map side(s) with a self-attention block ([] = none).
+        spectral_norm: spectral norm on every conv / linear.
+        batch_norm: batch norm after every strided conv (off in SAGAN; keep off for WGAN-GP).
+        minibatch_stddev: group size of a minibatch-stddev layer at 4x4, 0 = off.
+        minibatch_discrimination: kernels B of minibatch discrimination at 4x4, 0 = off.
+        minibatch_discrimination_dim: dimension K of each minibatch-discrimination kernel.
+    """
+
+    def __init__(
+        self, resolution: int = 32, width: int = 64, max_width: int = 512,
+        attention: int | Iterable[int] | None = (32,), spectral_norm: bool = True,
+        batch_norm: bool = False, minibatch_stddev: int = 0, minibatch_discrimination: int = 0,
+        minibatch_discrimination_dim: int = 5,
+    ) -> None:
+        super().__init__()
+        check_resolution(resolution, 8, 256, "data.resolution")
+        check_positive(width, "model.discriminator.width")
+        self.resolution = resolution
+        self.widths = sagan_widths(resolution, width, max_width)
+        self.attention_sides = attention_sides(
+            attention, resolution, "model.discriminator.attention"
+        )
+        self.from_rgb = nn.Sequential(
+            nn.Conv2d(3, self.widths[resolution], 3, 1, 1), nn.LeakyReLU(LRELU_SLOPE, inplace=True)
+        )
+        self.blocks = nn.ModuleDict()
+        for side in list(self.widths)[-2::-1]:  # R/2 ... 4
+            c_in, c_out = self.widths[side * 2], self.widths[side]
+            self.blocks[str(side)] = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not batch_norm),
+                nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
+                nn.LeakyReLU(LRELU_SLOPE, inplace=True),
+            )
+        self.attention = nn.ModuleDict(
+            {str(side): SelfAttention(self.widths[side]) for side in self.attention_sides}
+        )
+        layers, channels = minibatch_layers(self.widths[4], 4, minibatch_stddev,
+                                            minibatch_discrimination, minibatch_discrimination_dim)
+        self.minibatch = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels, 1, 4, 1, 0)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        assert x.shape[1:] == (3, self.resolution, self.resolution), (
+            f"expected [N, 3, {self.resolution}, {self.resolution}], got {tuple(x.shape)}"
+        )
+        h = self.from_rgb(x)
+        for side in reversed(self.widths):
+            if side < self.resolution:
+                h = self.blocks[str(side)](h)
+            if str(side) in self.attention:
+                h = self.attention[str(side)](h)
+        return self.out(self.minibatch(h)).flatten()
