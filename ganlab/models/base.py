@@ -153,6 +153,8 @@ class GANModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._ema_pairs = None  # parameters may have moved device
+        if self.trainer.world_size > 1:  # DDP: other latents on every rank, not copies of rank 0's
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
 
     # ----------------------------------------------------------------- logging
     def extra_train_logs(self) -> dict[str, float | Tensor]:
@@ -169,7 +171,8 @@ class GANModule(pl.LightningModule):
         scalars |= {f"train/{name}": value for name, value in self.extra_train_logs().items()}
         scalars["train/lr_g"] = opt_g.param_groups[0]["lr"]
         scalars["train/lr_d"] = opt_d.param_groups[0]["lr"]
-        self.log_dict(scalars, on_step=True, on_epoch=False, batch_size=batch_size)
+        # sync_dist: under DDP the logged values are means over ranks (no-op on one device)
+        self.log_dict(scalars, on_step=True, on_epoch=False, batch_size=batch_size, sync_dist=True)
         progress = {"kimg": self.nimg / 1000, "d": logs["d_loss"]}
         if "g_loss" in logs:
             progress["g"] = logs["g_loss"]
