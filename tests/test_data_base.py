@@ -27,8 +27,8 @@ class ArrayDataModule(ImageDataModule):
 
 
 def random_images(num: int = 8, size: int = 16, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (num, 3, size, size), generator=torch.Generator().manual_seed(seed),
-                         dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (num, 3, size, size), generator=generator, dtype=torch.uint8)
 
 
 def test_value_ranges_of_the_conversions():
@@ -36,7 +36,8 @@ def test_value_ranges_of_the_conversions():
     x = to_float(images)
     assert x.dtype == torch.float32 and x.min() == -1.0 and x.max() == 1.0
     assert torch.equal(to_uint8(x), images)  # round trip is exact
-    assert torch.equal(to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255], dtype=torch.uint8))
+    clipped = to_uint8(torch.tensor([-3.0, 3.0]))
+    assert torch.equal(clipped, torch.tensor([0, 255], dtype=torch.uint8))
 
 
 def test_resize_filters_downsample_as_documented():

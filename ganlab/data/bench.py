@@ -64,6 +64,8 @@ def _datamodule(root: str, dataset: str, **kwargs):
 
     classes = {"celeba": CelebADataModule, "lsun_church": LSUNDataModule,
                "folder": ImageFolderDataModule}
+    if dataset == "celeba":
+        kwargs["train_split"] = "all"  # every image of the folder, whatever its partition
     return classes[dataset](root=root, **kwargs)
 
 

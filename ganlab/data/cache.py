@@ -252,10 +252,12 @@ def build_cache(
     return meta
 
 
-def _too_many_bad(what: str, bad: list, total: int, max_bad_fraction: float) -> str:
+def _too_many_bad(
+    what: str, bad: list, total: int, max_bad_fraction: float, num_bad: int | None = None
+) -> str:
     examples = "; ".join(f"{name} ({reason})" for name, reason in bad[:5])
     return (
-        f"{what}: {len(bad)} of {total} images cannot be read, more than "
+        f"{what}: {num_bad or len(bad)} of {total} images cannot be read, more than "
         f"data.max_bad_fraction={max_bad_fraction} of them; e.g. {examples}. Check that the "
         f"dataset is complete and uncorrupted (re-extract it), or raise data.max_bad_fraction."
     )
@@ -295,6 +297,9 @@ def cached_images(
             opened = open_cache(cache_dir, key)
             assert opened is not None, f"cache {data_path} unreadable right after its build"
     dataset, meta = opened
+    if meta["num_bad"] > max_bad_fraction * key["num_source"]:  # built with a looser limit
+        raise ConfigError(_too_many_bad(what, meta["bad"], key["num_source"], max_bad_fraction,
+                                        meta["num_bad"]))
     if meta["num_bad"]:
         log.info("%s: %d unreadable images were skipped when the cache was built", what,
                  meta["num_bad"])
