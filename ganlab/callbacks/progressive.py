@@ -195,6 +195,7 @@ class ProgressiveGrowing(pl.Callback):
         self.final_resolution, self.grid_nrow = final_resolution, grid_nrow
         self.phase: GrowthPhase | None = None
         self.base_batch_size: int | None = None
+        self.pending_event = False
 
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -215,6 +216,11 @@ class ProgressiveGrowing(pl.Callback):
         sides = self.schedule.resolutions
         stage = max(sides.index(side) - int(fading), 0) if side in sides else 0
         return GrowthPhase(stage, side, alpha)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.pending_event:
+            self.pending_event = False
+            self.log_event(trainer, pl_module, self.phase)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         phase = self.schedule.at(pl_module.nimg)
@@ -251,7 +257,7 @@ class ProgressiveGrowing(pl.Callback):
                 optimizer.state.clear()  # Adam moments and step counts start afresh
         pl_module.growth_phase = self.phase = phase
         if fade_event or start:
-            self.log_event(trainer, pl_module, phase)
+            self.pending_event = True  # logged before the next batch, after this batch's row
 
     def apply_resolution_settings(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, resolution: int
