@@ -90,7 +90,7 @@ def test_missing_root_names_the_path_and_the_layouts(tmp_path):
     with pytest.raises(ConfigError) as error:
         datamodule(tmp_path / "nowhere", tmp_path)
     message = str(error.value)
-    assert f"data=lsun_church_outdoor: data.root={tmp_path / 'nowhere'} does not exist" in message
+    assert f"data=lsun_church: data.root={tmp_path / 'nowhere'} does not exist" in message
     assert "ROOT/church_outdoor_train_lmdb/ (data.mdb) + ROOT/church_outdoor_val_lmdb/" in message
     assert "ROOT/church_outdoor_train/**/*.webp" in message
 

@@ -72,7 +72,7 @@ class LSUNDataModule(EncodedImageDataModule):
         split_seed: int = 0,
         **kwargs,
     ) -> None:
-        self.dataset_name = f"lsun_{category}"
+        self.dataset_name = "lsun_church" if category == "church_outdoor" else f"lsun_{category}"
         super().__init__(root=root, crop=crop, **kwargs)
         if val_split not in ("val", "train"):
             raise ConfigError(f"data.val_split={val_split!r}: choose val or train")
