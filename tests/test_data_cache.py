@@ -176,3 +176,14 @@ def test_hash_split_is_deterministic_seeded_and_stable_under_additions():
     assert more["val"][: len(split["val"])] == split["val"]
     tiny = hash_split(["a.png", "b.png"], {"val": 0.01, "train": 0.99}, seed=0)
     assert len(tiny["val"]) == 1 and len(tiny["train"]) == 1
+
+
+def test_exif_orientation_is_applied():
+    array = np.zeros((40, 40, 3), np.uint8)
+    array[:, 20:] = 255  # left black, right white as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", exif=exif)
+    out, _ = Preprocess(8)(buffer.getvalue())
+    assert out[:, 0].mean() < 30 and out[:, -1].mean() > 225  # displayed: top black, bottom white

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 RESIZE_FILTERS = {
@@ -157,7 +157,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Encoded image -> uint8 [3, R, R].
+    """Encoded image -> uint8 [3, R, R] (EXIF orientation applied, any mode -> RGB).
 
     crop: side of the centre crop in px, taken before resizing (CelebA: 178, 160, 140); None =
     the largest centred square (shorter side; = resize shorter side then centre crop, the PGGAN
@@ -174,7 +174,7 @@ class Preprocess:
         """Returns (uint8 [3, R, R], upscaled). Raises on unreadable data."""
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            image = to_rgb(image)
+            image = to_rgb(ImageOps.exif_transpose(image))  # phone photos: apply EXIF rotation
         width, height = image.size
         short = min(width, height)
         side = short if self.crop is None else self.crop
