@@ -12,6 +12,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -63,9 +64,18 @@ def check_resume(cfg: DictConfig, model: GANModule) -> str | None:
     return str(cfg.ckpt_path)
 
 
+def set_tf32(tf32: bool | None) -> None:
+    """`tf32=true`: TF32 matmuls and cuDNN convs (Ampere+ GPUs, 10-bit mantissa, several times
+    faster); false: full float32 for both; null: PyTorch's defaults (TF32 convs, fp32 matmuls)."""
+    if tf32 is not None:
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")
+        torch.backends.cudnn.allow_tf32 = bool(tf32)
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train one run; returns the best validation metric (None without one)."""
     pl.seed_everything(cfg.seed, workers=True)
+    set_tf32(cfg.get("tf32"))
     datamodule, model, trainer = build(cfg)
     check_launch(trainer)  # -m with DDP: a clear error instead of a re-launched sweep
     ckpt_path = check_resume(cfg, model)
