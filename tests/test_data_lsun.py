@@ -42,6 +42,7 @@ def test_lmdb_splits_shapes_and_shorter_side_centre_crop(lsun_root, tmp_path):
     reals = dm.prepare_reals(batch)
     assert reals.shape == (4, 3, 8, 8) and reals.min() >= -1 and reals.max() <= 1
     assert len(datamodule(lsun_root, tmp_path, val_split="train").build_split("val")) == 24
+    assert len(list((tmp_path / "cache").glob("lsun_church_train_*.u8"))) == 1  # shared
 
 
 def test_root_may_be_the_train_lmdb_itself_and_val_may_be_missing(lsun_root, tmp_path):

@@ -112,9 +112,11 @@ class LSUNDataModule(EncodedImageDataModule):
             return LmdbSource.scan(path)
         return FileSource(path, list_images(path))
 
+    def split_label(self, split: str) -> str:
+        return "train" if split == "val" and self.val_split == "train" else split
+
     def source(self, split: str) -> Source:
-        if split == "val" and self.val_split == "train":
-            split = "train"
+        split = self.split_label(split)  # val_split=train: the training images (one cache)
         if self.val_path is not None:
             return self._read(self.train_path if split == "train" else self.val_path)
         train = self._read(self.train_path)
