@@ -231,6 +231,8 @@ def build_cache(
                 bar.update(len(images) + len(bad_items))
                 if len(bad) > limit:
                     raise ConfigError(_too_many_bad(what, bad, total, max_bad_fraction))
+            if count == 0:
+                raise ConfigError(_too_many_bad(what, bad, total, max_bad_fraction))
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, data_path)
