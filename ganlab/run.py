@@ -36,6 +36,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
         datamodule = instantiate(cfg.data)
         model = instantiate(cfg.model)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+        if cfg.get("metric"):  # FID evaluator: checks the Inception weights now, before training
+            callbacks.append(instantiate(cfg.metric))
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
         trainer = instantiate(
             cfg.trainer,

@@ -14,7 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-TINY = ["debug=tiny", "trainer.accelerator=cpu", "callbacks.progress=null", "logger=csv"]
+# metric=none: no Inception in other tests even where the weights are in the hub cache
+# (FID tests pass metric=fid after it; the later override wins)
+TINY = ["debug=tiny", "trainer.accelerator=cpu", "callbacks.progress=null", "logger=csv",
+        "metric=none"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -1,0 +1,456 @@
+"""FID during training: a callback that scores the EMA generator every `every_kimg`.
+
+Each evaluation: real statistics of `num_real` validation images at the current stage resolution
+come from memory, else from the on-disk cache, else from the images themselves (then cached; a
+hit never reads a real image); `num_fake` fakes from the EMA generator with fresh latents are
+generated batch by batch and fed to the one feature extractor; `val/fid` (+ counts, KID, IS) is
+logged with the training scalars of that step; `checkpoints/best.ckpt` follows the lowest FID.
+
+Under DDP every rank featurises its share of reals and fakes and torchmetrics sums the states;
+rank 0 alone reads or writes the cache and holds cached statistics.
+
+Why a callback and not Lightning's validation loop: that loop fetches a batch of reals before any
+hook can say the statistics are cached (evaluation_loop.reset prefetches), and its batch count is
+fixed at setup, so a cache hit could not skip the real images.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from torch import Tensor, nn
+from torch.utils.data import BatchSampler, DataLoader
+
+from ganlab.data.base import collate_images, to_uint8
+from ganlab.metrics.cache import FeatureStats, entry_path, load_stats, save_stats, stats_key
+from ganlab.metrics.fid import FeatureMetrics
+from ganlab.metrics.inception import (
+    InceptionFeatures,
+    WeightsUnavailableError,
+    file_digest,
+    find_weights,
+    module_digest,
+    random_inception,
+)
+from ganlab.utils import ConfigError, check_positive
+
+log = logging.getLogger(__name__)
+
+# data config keys that change how images are loaded, not which images: left out of cache keys
+LOADER_KEYS = {
+    "batch_size",
+    "num_workers",
+    "eval_batch_size",
+    "pin_memory",
+    "hflip",
+    "cache",
+    "cache_dir",
+    "cache_workers",
+    "download",
+    "max_bad_fraction",
+    "num_images",
+    "train_split",
+}
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _rank0_decides(flag: bool, device: torch.device) -> bool:
+    """Rank 0's `flag` on every rank (one broadcast under DDP), so all ranks take the same path."""
+    if _rank_world()[1] == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    torch.distributed.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def _share(total: int, rank: int, world: int) -> int:
+    """This rank's part of `total` items split over `world` ranks (parts differ by at most 1)."""
+    return total // world + (rank < total % world)
+
+
+def _check_count(value: Any, name: str, low: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+
+
+class FIDEvaluator(pl.Callback):
+    """`metric=fid`: FID (+ KID, IS) of the EMA generator, the real-statistics cache, best.ckpt.
+
+    Args:
+        every_kimg: evaluation interval in thousands of real images shown (None: only at the end).
+        num_real: real validation images (capped at the split's size); at least 2.
+        num_fake: generated images per evaluation (None: as many as the reals used).
+        batch_size: images per generator / extractor forward, per device.
+        weights_path: InceptionV3 weights file (None: look in the torch hub cache only).
+        download: fetch the weights into the torch hub cache if they are missing (opt-in).
+        download_timeout: socket timeout of that download, seconds.
+        required: without loadable weights, raise ConfigError (True) or warn once and train
+            without FID (False).
+        cache_dir: folder of the real-statistics cache (None: no disk cache).
+        kid, kid_subsets, kid_subset_size: also KID, with these subsets.
+        inception_score: also IS of the fakes.
+        feature_extractor: a module mapping uint8 [N, 3, r, r] to [N, d], replacing Inception.
+        checkpoint_dir: where best.ckpt goes (None: no best.ckpt).
+        stop_kimg: the run's length in kimg; the run is also evaluated when it gets there.
+        seed: seed of the fake latents (with kimg and rank) and of KID / IS subsets.
+    """
+
+    def __init__(
+        self,
+        every_kimg: float | None = 100.0,
+        num_real: int = 10000,
+        num_fake: int | None = None,
+        batch_size: int = 64,
+        weights_path: str | None = None,
+        download: bool = False,
+        download_timeout: float = 30.0,
+        required: bool = False,
+        cache_dir: str | None = None,
+        kid: bool = False,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        inception_score: bool = False,
+        feature_extractor: nn.Module | None = None,
+        checkpoint_dir: str | None = None,
+        stop_kimg: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        if every_kimg is not None:
+            check_positive(every_kimg, "metric.every_kimg")
+        _check_count(num_real, "metric.num_real", 2)
+        _check_count(num_fake, "metric.num_fake", 2, allow_none=True)
+        _check_count(batch_size, "metric.batch_size", 1)
+        _check_count(kid_subsets, "metric.kid_subsets", 1)
+        _check_count(kid_subset_size, "metric.kid_subset_size", 2)
+        check_positive(download_timeout, "metric.download_timeout")
+        self.every_nimg = None if every_kimg is None else int(every_kimg * 1000)
+        self.stop_nimg = None if stop_kimg is None else int(stop_kimg * 1000)
+        self.num_real, self.num_fake, self.batch_size = num_real, num_fake, batch_size
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.seed = seed
+        self.memory: dict[str, FeatureStats] = {}  # rank 0's statistics by key, this process
+        self.best_fid: float | None = None
+        self.best_nimg: int | None = None
+        self.last_nimg = -1
+        self.next_nimg = 0
+        self.metrics, self.extractor_id = self._build(
+            feature_extractor,
+            weights_path,
+            download,
+            download_timeout,
+            required,
+            kid=kid,
+            inception_score=inception_score,
+            kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size,
+        )
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _build(
+        feature_extractor: nn.Module | None,
+        weights_path: str | None,
+        download: bool,
+        timeout: float,
+        required: bool,
+        **options: Any,
+    ) -> tuple[FeatureMetrics | None, dict[str, str]]:
+        """The metrics on the chosen extractor, or (None, {}) when the weights are unavailable
+        and not required (after one warning)."""
+        if feature_extractor is not None:
+            if not isinstance(feature_extractor, nn.Module):
+                raise ConfigError("metric.feature_extractor must instantiate an nn.Module")
+            identity = {
+                "extractor": type(feature_extractor).__qualname__,
+                "digest": module_digest(feature_extractor),
+            }
+            return FeatureMetrics(feature_extractor, **options), identity
+        try:
+            path = find_weights(weights_path, download, timeout)
+            extractor = InceptionFeatures.from_file(path)
+        except WeightsUnavailableError as error:
+            if required:
+                raise ConfigError(str(error)) from None
+            if rank_zero_only.rank == 0:
+                log.warning("FID is off for this run: %s", error)
+            return None, {}
+        identity = {"extractor": "torch-fidelity-inception-v3", "weights": file_digest(path)}
+        return FeatureMetrics(extractor, **options), identity
+
+    @property
+    def enabled(self) -> bool:
+        return self.metrics is not None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_fid": self.best_fid, "best_nimg": self.best_nimg, "last_nimg": self.last_nimg}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_fid = state_dict.get("best_fid")
+        self.best_nimg = state_dict.get("best_nimg")
+        self.last_nimg = state_dict.get("last_nimg", -1)
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.enabled:
+            return
+        self.metrics.to(pl_module.device)
+        self.next_nimg = self._next(pl_module.nimg)
+        if self.best_fid is not None:
+            pl_module.best_metric = self.best_fid
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        nimg = pl_module.nimg
+        if not self.enabled or not self._due(nimg):
+            return
+        values = self.evaluate(pl_module, trainer.datamodule, nimg)
+        self.last_nimg = nimg
+        self.next_nimg = self._next(nimg)
+        self._log(trainer, {"kimg": nimg / 1000, **values})
+        self._track_best(trainer, pl_module, values["fid"])
+
+    def _next(self, nimg: int) -> float:
+        return (
+            math.inf if self.every_nimg is None else (nimg // self.every_nimg + 1) * self.every_nimg
+        )
+
+    def _due(self, nimg: int) -> bool:
+        """At every `every_kimg` and when the run reaches its length (`stop_kimg`)."""
+        at_end = self.stop_nimg is not None and nimg >= self.stop_nimg
+        return nimg != self.last_nimg and (nimg >= self.next_nimg or at_end)
+
+    @staticmethod
+    def _log(trainer: pl.Trainer, values: dict[str, float]) -> None:
+        """val/* to every logger at this step, once. (`self.log` from a callback would repeat the
+        value in every later logged step: Lightning keeps step values until the epoch ends.)"""
+        metrics = {f"val/{name}": value for name, value in values.items()}
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        if trainer.is_global_zero:
+            trainer._logger_connector.log_metrics(metrics)
+
+    def _track_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule, fid: float) -> None:
+        if not math.isfinite(fid) or (self.best_fid is not None and fid >= self.best_fid):
+            return
+        self.best_fid, self.best_nimg = fid, pl_module.nimg
+        pl_module.best_metric = fid
+        if self.checkpoint_dir is not None and pl_module.weights_are_finite():
+            trainer.save_checkpoint(self.checkpoint_dir / "best.ckpt")  # all ranks; rank 0 writes
+
+    # ------------------------------------------------------------------ one evaluation
+    def evaluate(
+        self, module: pl.LightningModule, datamodule: pl.LightningDataModule, nimg: int = 0
+    ) -> dict[str, float]:
+        """Score `module`'s EMA generator against `datamodule`'s validation split at its current
+        resolution. A collective under DDP: every rank calls it. Returns {'fid', 'num_real',
+        'num_fake', 'resolution', 'seconds'} (+ 'kid_mean', 'kid_std', 'is_mean', 'is_std')."""
+        start = time.perf_counter()
+        rank, world = _rank_world()
+        device = module.device
+        self.metrics.to(device).reset()
+        if datamodule.val_set is None:
+            raise RuntimeError("the datamodule has no validation split (call setup('fit') first)")
+        num_real = min(self.num_real, len(datamodule.val_set))
+        if num_real < 2:
+            raise ConfigError(f"FID needs >= 2 validation images, the split has {num_real}")
+        num_fake = self.num_fake or num_real
+        key = self.stats_key(module, datamodule, num_real)
+        cached = self._lookup(key) if rank == 0 else None
+        if _rank0_decides(cached is not None, device):
+            if cached is not None:
+                self.metrics.load_stats(cached, real=True)
+            source = "cached"
+        else:
+            for images in self.real_batches(datamodule, num_real, rank, world, device):
+                self.metrics.update(images, real=True)
+            self._store(key, self.metrics.stats(real=True), rank)
+            source = "computed"
+        seed = int(np.random.SeedSequence([self.seed, nimg, rank]).generate_state(1)[0])
+        for images in self.fake_batches(
+            module, _share(num_fake, rank, world), seed, datamodule.resolution
+        ):
+            self.metrics.update(images, real=False)
+        values = self.metrics.compute(seed=self.seed)
+        values |= {
+            "num_real": num_real,
+            "num_fake": num_fake,
+            "resolution": datamodule.resolution,
+            "seconds": time.perf_counter() - start,
+        }
+        if rank == 0:
+            log.info(
+                "kimg %.1f: FID %.3f (%d fakes vs %d reals at %d px, real stats %s, %.1f s)",
+                nimg / 1000,
+                values["fid"],
+                num_fake,
+                num_real,
+                datamodule.resolution,
+                source,
+                values["seconds"],
+            )
+        return values
+
+    def real_batches(
+        self,
+        datamodule: pl.LightningDataModule,
+        num: int,
+        rank: int,
+        world: int,
+        device: torch.device,
+    ) -> Iterator[Tensor]:
+        """This rank's share (every world-th) of the first `num` validation images, as uint8
+        [B, 3, r, r] at the current stage resolution (the datamodule's own eval transform)."""
+        sampler = BatchSampler(range(rank, num, world), self.batch_size, drop_last=False)
+        loader = DataLoader(
+            datamodule.val_set,
+            batch_sampler=sampler,
+            collate_fn=collate_images,
+            num_workers=getattr(datamodule, "num_workers", 0),
+        )
+        for images in loader:
+            yield datamodule.prepare_eval(images.to(device, non_blocking=True))
+
+    @torch.no_grad()
+    def fake_batches(
+        self, module: pl.LightningModule, num: int, seed: int, resolution: int
+    ) -> Iterator[Tensor]:
+        """`num` fakes from the EMA generator in eval mode, latents from `seed`, as uint8 batches
+        [B, 3, r, r] quantised like saved PNGs; never all in memory at once."""
+        generator = module.generator_ema
+        was_training = generator.training
+        generator.eval()
+        rng = torch.Generator(device=module.device).manual_seed(seed)
+        try:
+            for start in range(0, num, self.batch_size):
+                count = min(self.batch_size, num - start)
+                z = torch.randn(count, module.generator.z_dim, generator=rng, device=module.device)
+                with torch.autocast(module.device.type, enabled=False):
+                    images = module.sample(z)
+                expected = (count, 3, resolution, resolution)
+                assert tuple(images.shape) == expected, (
+                    f"the EMA generator made {tuple(images.shape)}, the reals are {expected}"
+                )
+                yield to_uint8(images)
+        finally:
+            generator.train(was_training)
+
+    # ------------------------------------------------------------------ the cache
+    def stats_key(
+        self, module: nn.Module, datamodule: pl.LightningDataModule, num_real: int
+    ) -> dict[str, Any]:
+        """What the real statistics depend on: the dataset (its config without loader-only keys,
+        or its class and size), split, stage resolution, image count and feature extractor."""
+        config = getattr(module, "run_config", None) or {}
+        data = config.get("data")
+        if data:
+            dataset = {k: v for k, v in data.items() if k not in LOADER_KEYS}
+        else:
+            dataset = {
+                "class": type(datamodule).__qualname__,
+                "resolution": datamodule.max_resolution,
+                "num_val_images": len(datamodule.val_set),
+            }
+        name = type(datamodule).__name__.lower().removesuffix("datamodule") or "data"
+        return stats_key(
+            dataset_name=name,
+            dataset=dataset,
+            split="val",
+            resolution=datamodule.resolution,
+            num_real=num_real,
+            kid=self.metrics.kid is not None,
+            **self.extractor_id,
+        )
+
+    def _lookup(self, key: dict[str, Any]) -> FeatureStats | None:
+        """Rank 0: statistics for `key` from memory, else from the disk cache."""
+        name = str(entry_path("", key))
+        if name not in self.memory and self.cache_dir is not None:
+            stats = load_stats(entry_path(self.cache_dir, key), key)
+            if stats is not None:
+                self.memory[name] = stats
+        return self.memory.get(name)
+
+    def _store(self, key: dict[str, Any], stats: FeatureStats, rank: int) -> None:
+        """Rank 0 keeps the (all-rank) statistics in memory and writes the cache entry."""
+        if rank != 0:
+            return
+        self.memory[str(entry_path("", key))] = stats
+        if self.cache_dir is not None:
+            path = entry_path(self.cache_dir, key)
+            save_stats(path, stats, key)
+            log.info("cached real statistics (%d images) in %s", stats.num, path)
+
+
+# ----------------------------------------------------------------------------- timing
+def time_evaluation(
+    resolution: int = 64,
+    num_real: int = 256,
+    num_fake: int | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    weights_path: str | None = None,
+) -> dict[str, Any]:
+    """Time one FID evaluation of a random DCGAN generator on the shapes dataset at `resolution`,
+    first without cached real statistics (reals read and featurised), then with them (fakes
+    only). Uses the Inception weights if found, else a random InceptionV3 of identical cost.
+
+    Returns {'resolution', 'num_real', 'num_fake', 'device', 'weights', 'miss_s', 'hit_s',
+    'speedup', 'fid_miss', 'fid_hit'}; for ganlab.bench.
+    """
+    import tempfile
+
+    from ganlab.data.shapes import ShapesDataModule
+    from ganlab.losses import NonSaturating
+    from ganlab.models.dcgan import DCGAN
+    from ganlab.nets.dcgan import Discriminator, Generator
+
+    datamodule = ShapesDataModule(
+        resolution=resolution, num_images=1, num_val_images=num_real, eval_batch_size=batch_size
+    )
+    datamodule.setup("fit")
+    module = DCGAN(
+        Generator(resolution=resolution), Discriminator(resolution=resolution), NonSaturating()
+    )
+    module.to(device)
+    try:
+        extractor, weights = InceptionFeatures.from_file(find_weights(weights_path)), "inception"
+    except WeightsUnavailableError:
+        extractor, weights = InceptionFeatures(random_inception()), "random (timing only)"
+    with tempfile.TemporaryDirectory() as tmp:
+        evaluator = FIDEvaluator(
+            num_real=num_real,
+            num_fake=num_fake,
+            batch_size=batch_size,
+            feature_extractor=extractor,
+            cache_dir=tmp,
+        )
+        miss = evaluator.evaluate(module, datamodule)
+        evaluator.memory.clear()  # the hit below reads the disk cache, as a new run would
+        hit = evaluator.evaluate(module, datamodule)
+    return {
+        "resolution": resolution,
+        "num_real": num_real,
+        "num_fake": miss["num_fake"],
+        "device": device,
+        "weights": weights,
+        "miss_s": miss["seconds"],
+        "hit_s": hit["seconds"],
+        "speedup": miss["seconds"] / hit["seconds"],
+        "fid_miss": miss["fid"],
+        "fid_hit": hit["fid"],
+    }
