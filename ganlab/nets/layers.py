@@ -87,8 +87,10 @@ class SelfAttention(nn.Module):
     the layer is the identity at initialisation. [N, C, H, W] -> [N, C, H, W].
 
     Memory is quadratic in positions: the explicit path holds N * (H*W)^2 floats; the default
-    `scaled_dot_product_attention` path lets fused kernels (flash / memory-efficient, on GPU)
-    avoid that. Fused kernels have no double backward: set `double_backward = True` (see
+    `scaled_dot_product_attention` path lets CUDA's memory-efficient kernel avoid that (it
+    takes value dims unlike the query's, and needs C/8 divisible by 4 in float32 or 8 in half
+    precision; flash attention and the CPU kernels need equal dims, so they fall back to the
+    math backend). Fused kernels have no double backward: set `double_backward = True` (see
     `enable_double_backward`) when a loss differentiates D's gradient (WGAN-GP, R1); the SDPA
     call is then restricted to its math backend.
 
@@ -128,11 +130,13 @@ class SelfAttention(nn.Module):
         if return_attention or not self.use_sdpa:
             attention = torch.softmax(q @ k.transpose(1, 2), dim=-1)
             out = attention @ v
-        elif self.double_backward:
-            with sdpa_kernel(SDPBackend.MATH):
-                out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        else:  # fused kernels need 4-d [N, heads, HW, d]: one head
+            q, k, v = q[:, None], k[:, None], v[:, None]
+            if self.double_backward:
+                with sdpa_kernel(SDPBackend.MATH):
+                    out = F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0]
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0]
         out = x + self.gamma * out.transpose(1, 2).reshape(n, c, h, w)
         return (out, attention) if return_attention else out
 
