@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -94,9 +95,10 @@ def multirun_job() -> tuple[str, str] | None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    label = f"{hydra_cfg.job.num}"
-    if hydra_cfg.job.override_dirname:
-        label += f":{hydra_cfg.job.override_dirname}"
+    label = str(OmegaConf.select(hydra_cfg, "job.num", default="?"))  # unset when composed
+    overrides = OmegaConf.select(hydra_cfg, "job.override_dirname", default="")
+    if overrides:
+        label += f":{overrides}"
     return Path(hydra_cfg.sweep.dir).name, label[:120]
 
 

@@ -67,8 +67,8 @@ class Run:
 
 
 def read_metrics_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """metrics.csv -> {column: (kimg, values)} sorted by kimg. Rows without train/kimg (e.g.
-    validation) get it interpolated from the logging step."""
+    """metrics.csv -> {column: (kimg, values)} sorted by kimg. A row's kimg: train/kimg, else
+    val/kimg (FID rows), else interpolated from the logging step."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     def number(row: dict, key: str) -> float:
@@ -77,6 +77,7 @@ def read_metrics_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     steps = np.array([number(r, "step") for r in rows])
     kimg = np.array([number(r, "train/kimg") for r in rows])
+    kimg = np.where(np.isnan(kimg), [number(r, "val/kimg") for r in rows], kimg)  # FID rows
     known = ~np.isnan(kimg) & ~np.isnan(steps)
     if known.any() and (~known).any():
         order = np.argsort(steps[known], kind="stable")

@@ -27,7 +27,8 @@ def pggan_like_rows():
         rows.append({"step": 2 * i, "train/kimg": kimg, "train/d_loss": 1.0, "train/g_loss": 0.7,
                      "train/d_real": 0.5, "train/d_fake": -0.5,
                      "train/resolution": 4 if kimg < 1.0 else 8, "train/alpha": alpha})
-    rows += [{"step": 40, "val/fid": 90.0}, {"step": 80, "val/fid": 70.0}]
+    rows += [{"step": 40, "val/fid": 90.0},  # kimg from the step
+             {"step": 80, "val/fid": 70.0, "val/kimg": 2.56}]  # kimg logged with the FID
     return rows
 
 
