@@ -126,7 +126,7 @@ def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_pat
     history = [{".".join(item.nested_key) or item.key: item.value_json for item in r.history.item}
                for r in records if r.HasField("history")]
     for key in ["train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/lr_g",
-                "train/kimg"]:
+                "train/kimg", "train/img_per_s"]:
         assert any(key in row for row in history), key
     grids = [row for row in history if any(k.startswith("samples/fakes") for k in row)]
     assert len(grids) == 2 and all("train/kimg" in row for row in grids)  # on the kimg axis
@@ -142,7 +142,9 @@ def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_pat
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
     assert len(events.Images("samples/fakes")) == 2  # the same grids through TensorBoard
     assert "train/d_loss" in events.Tags()["scalars"]
-    assert read_metrics(run)["train/kimg"][-1] == pytest.approx(0.128)  # and the CSV
+    columns = read_metrics(run)  # and the CSV
+    assert columns["train/kimg"][-1] == pytest.approx(0.128)
+    assert len(columns["train/img_per_s"]) >= 6 and min(columns["train/img_per_s"]) > 0
 
 
 def test_log_image_checks_its_input(make_cfg):
