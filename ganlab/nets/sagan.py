@@ -77,7 +77,7 @@ class Generator(nn.Module):
     """
 
     def __init__(
-        self, z_dim: int = 128, resolution: int = 32, width: int = 64, max_width: int = 512,
+        self, z_dim: int = 128, resolution: int = 32, width: int = 32, max_width: int = 512,
         attention: int | Iterable[int] | None = (32,), spectral_norm: bool = True,
         batch_norm: bool = True,
     ) -> None:
@@ -135,7 +135,7 @@ class Discriminator(nn.Module):
     """
 
     def __init__(
-        self, resolution: int = 32, width: int = 64, max_width: int = 512,
+        self, resolution: int = 32, width: int = 32, max_width: int = 512,
         attention: int | Iterable[int] | None = (32,), spectral_norm: bool = True,
         batch_norm: bool = False, minibatch_stddev: int = 0, minibatch_discrimination: int = 0,
         minibatch_discrimination_dim: int = 5,
