@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ganlab.data.shapes import render_shapes
+from ganlab.data.shapes import ShapesDataModule, render_shapes
 from ganlab.metrics.inception import WEIGHTS_FILE, random_inception
 
 
@@ -71,3 +71,31 @@ def write_pngs(folder: Path, images: np.ndarray) -> Path:
     for index, image in enumerate(images):
         Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{index:03d}.png")
     return folder
+
+
+class StubModule(nn.Module):
+    """What the evaluator needs of a GANModule: EMA G images at the datamodule's resolution."""
+
+    def __init__(self, datamodule: ShapesDataModule) -> None:
+        super().__init__()
+        self.datamodule = datamodule
+        self.generator = self.generator_ema = nn.Linear(8, 3)
+        self.generator.z_dim = 8
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        r = self.datamodule.resolution
+        colour = torch.tanh(self.generator_ema(z))[:, :, None, None]
+        ramp = torch.linspace(-0.5, 0.5, r)[None, None, :, None]
+        return (colour + ramp).clamp(-1, 1).expand(-1, 3, r, r)
+
+
+def shapes(num_val: int = 48, resolution: int = 16) -> ShapesDataModule:
+    datamodule = ShapesDataModule(
+        resolution=resolution, num_images=1, num_val_images=num_val, eval_batch_size=16
+    )
+    datamodule.setup("fit")
+    return datamodule

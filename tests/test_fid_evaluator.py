@@ -7,44 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from ganlab.data.shapes import ShapesDataModule
 from ganlab.metrics.evaluator import FIDEvaluator
+from ganlab.metrics.fid import FeatureMetrics, add_source
 from ganlab.run import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
-from tests.fid_helpers import TinyFeatures
+from tests.fid_helpers import StubModule, TinyFeatures, shapes, write_pngs
 
 TINY_FID = ["metric=fid", "metric.feature_extractor={_target_:tests.fid_helpers.TinyFeatures}"]
-
-
-class StubModule(nn.Module):
-    """What the evaluator needs of a GANModule: EMA G images at the datamodule's resolution."""
-
-    def __init__(self, datamodule: ShapesDataModule) -> None:
-        super().__init__()
-        self.datamodule = datamodule
-        self.generator = self.generator_ema = nn.Linear(8, 3)
-        self.generator.z_dim = 8
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        r = self.datamodule.resolution
-        colour = torch.tanh(self.generator_ema(z))[:, :, None, None]
-        ramp = torch.linspace(-0.5, 0.5, r)[None, None, :, None]
-        return (colour + ramp).clamp(-1, 1).expand(-1, 3, r, r)
-
-
-def shapes(num_val: int = 48, resolution: int = 16) -> ShapesDataModule:
-    datamodule = ShapesDataModule(
-        resolution=resolution, num_images=1, num_val_images=num_val, eval_batch_size=16
-    )
-    datamodule.setup("fit")
-    return datamodule
 
 
 def evaluator(cache_dir: Path, **kwargs) -> FIDEvaluator:
@@ -144,3 +116,26 @@ def test_fakes_come_from_the_ema_generator_in_batches(make_cfg, tmp_path):
 def test_bad_metric_config_is_a_config_error(make_cfg, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         build(make_cfg(*TINY_FID, override))
+
+
+def test_a_cache_entry_is_a_statistics_file_for_the_fid_command(tmp_path):
+    datamodule = shapes()
+    evaluator(tmp_path / "cache").evaluate(StubModule(datamodule), datamodule)
+    (entry,) = list((tmp_path / "cache").glob("shapes_val_16px_n40_*.npz"))
+    folder = write_pngs(tmp_path / "reals", datamodule.val_set.array[:40])
+    metrics = FeatureMetrics(TinyFeatures())
+    assert add_source(metrics, folder, True, batch_size=16, num=None) == 40
+    assert add_source(metrics, entry, False, batch_size=16, num=None) == 40
+    stats = metrics.stats(real=True)
+    assert abs(metrics.compute()["fid"]) < 1e-9 * float(stats.sigma.trace())  # same images
+
+
+def test_resume_restores_the_best_fid(make_cfg):
+    cfg = make_cfg(*TINY_FID, "metric.every_kimg=0.064", "kimg=0.128")
+    best = train(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    datamodule, model, trainer = build(make_cfg(*TINY_FID, "kimg=0.128", name="resumed"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last))  # nothing left to train
+    (evaluator,) = [c for c in trainer.callbacks if isinstance(c, FIDEvaluator)]
+    assert evaluator.best_fid == best == model.best_metric
+    assert evaluator.last_nimg == 128  # not evaluated again at the resume point

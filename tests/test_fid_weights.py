@@ -48,7 +48,7 @@ def test_fid_is_the_default_metric(tmp_path):
 def test_run_without_weights_warns_once_trains_and_never_touches_the_network(
     make_cfg, offline, caplog
 ):
-    cfg = make_cfg("metric=fid")
+    cfg = make_cfg("metric=fid", "kimg=0.064")
     with caplog.at_level(logging.WARNING, logger="ganlab"):
         best = train(cfg)
     assert best is None

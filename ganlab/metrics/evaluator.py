@@ -261,49 +261,60 @@ class FIDEvaluator(pl.Callback):
         'num_fake', 'resolution', 'seconds'} (+ 'kid_mean', 'kid_std', 'is_mean', 'is_std')."""
         start = time.perf_counter()
         rank, world = _rank_world()
-        device = module.device
-        self.metrics.to(device).reset()
+        self.metrics.to(module.device).reset()
         if datamodule.val_set is None:
             raise RuntimeError("the datamodule has no validation split (call setup('fit') first)")
         num_real = min(self.num_real, len(datamodule.val_set))
         if num_real < 2:
             raise ConfigError(f"FID needs >= 2 validation images, the split has {num_real}")
         num_fake = self.num_fake or num_real
-        key = self.stats_key(module, datamodule, num_real)
-        cached = self._lookup(key) if rank == 0 else None
-        if _rank0_decides(cached is not None, device):
-            if cached is not None:
-                self.metrics.load_stats(cached, real=True)
-            source = "cached"
-        else:
-            for images in self.real_batches(datamodule, num_real, rank, world, device):
-                self.metrics.update(images, real=True)
-            self._store(key, self.metrics.stats(real=True), rank)
-            source = "computed"
+        resolution = datamodule.resolution
+        if rank == 0:
+            log.info(
+                "FID at kimg %.1f: %d fakes vs %d reals at %d px on %s ...",
+                nimg / 1000,
+                num_fake,
+                num_real,
+                resolution,
+                module.device,
+            )
+        source = self._add_reals(module, datamodule, num_real, rank, world)
         seed = int(np.random.SeedSequence([self.seed, nimg, rank]).generate_state(1)[0])
-        for images in self.fake_batches(
-            module, _share(num_fake, rank, world), seed, datamodule.resolution
-        ):
+        fakes = self.fake_batches(module, _share(num_fake, rank, world), seed, resolution)
+        for images in fakes:
             self.metrics.update(images, real=False)
         values = self.metrics.compute(seed=self.seed)
         values |= {
             "num_real": num_real,
             "num_fake": num_fake,
-            "resolution": datamodule.resolution,
+            "resolution": resolution,
             "seconds": time.perf_counter() - start,
         }
         if rank == 0:
             log.info(
-                "kimg %.1f: FID %.3f (%d fakes vs %d reals at %d px, real stats %s, %.1f s)",
+                "FID at kimg %.1f: %.3f (real statistics %s; %.1f s)",
                 nimg / 1000,
                 values["fid"],
-                num_fake,
-                num_real,
-                datamodule.resolution,
                 source,
                 values["seconds"],
             )
         return values
+
+    def _add_reals(
+        self, module: nn.Module, datamodule: pl.LightningDataModule, num: int, rank: int, world: int
+    ) -> str:
+        """The real side: cached statistics (rank 0 loads them, no image is read) or, on a miss,
+        every rank's share of the images, then cached. Returns 'cached' or 'computed'."""
+        key = self.stats_key(module, datamodule, num)
+        cached = self._lookup(key) if rank == 0 else None
+        if _rank0_decides(cached is not None, self.metrics.device):
+            if cached is not None:
+                self.metrics.load_stats(cached, real=True)
+            return "cached"
+        for images in self.real_batches(datamodule, num, rank, world, module.device):
+            self.metrics.update(images, real=True)
+        self._store(key, self.metrics.stats(real=True), rank)
+        return "computed"
 
     def real_batches(
         self,
