@@ -71,7 +71,7 @@ class PGGAN(GANModule):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        self.log("val/resolution", float(self.growth_phase.resolution))
+        self.log("val/resolution", float(self.growth_phase.resolution), sync_dist=True)
 
     # ----------------------------------------------------------------- checkpoints
     def architecture(self) -> dict[str, Any]:

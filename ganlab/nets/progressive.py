@@ -110,6 +110,10 @@ def check_layer_options(key: str, norm: str, norms: tuple[str, ...], equalized: 
 
 
 # --------------------------------------------------------------------------- shared stage state
+def _sync_after_load(module: Progressive, incompatible_keys: object) -> None:
+    module._sync_mirrors()
+
+
 class Progressive(nn.Module):
     """Stage state shared by G and D: buffers `stage` (int64 []) and `alpha` (float32 []), their
     python mirrors for control flow, and `set_stage`."""
@@ -121,7 +125,7 @@ class Progressive(nn.Module):
         self.register_buffer("stage", torch.tensor(self.max_stage, dtype=torch.long))
         self.register_buffer("alpha", torch.tensor(1.0))
         self._stage, self._fading = self.max_stage, False
-        self.register_load_state_dict_post_hook(lambda module, keys: module._sync_mirrors())
+        self.register_load_state_dict_post_hook(_sync_after_load)
 
     @property
     def current_resolution(self) -> int:
@@ -333,8 +337,9 @@ class Discriminator(Progressive):
     def forward(self, x: Tensor) -> Tensor:
         """x [N, 3, r, r], r = 4 * 2**stage -> logits [N]."""
         side = self.current_resolution
-        assert x.shape[-2:] == (side, side), f"D at stage {self._stage} takes {side}px, got " \
-                                              f"{tuple(x.shape)}"
+        assert x.shape[-2:] == (side, side), (
+            f"D at stage {self._stage} takes {side}px, got {tuple(x.shape)}"
+        )
         h = self.from_rgb[str(side)](x)
         if self._fading:
             new = self.blocks[str(side)](h)
