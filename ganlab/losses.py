@@ -21,10 +21,11 @@ Discriminator = Callable[[Tensor], Tensor]
 def gradient_penalty(discriminator: Discriminator, real: Tensor, fake: Tensor) -> Tensor:
     """WGAN-GP term E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake.
 
-    real, fake: [N, C, H, W]. Returns a float32 scalar (weight not applied).
+    real, fake: [N, C, H, W] (under bf16 autocast fakes are bf16: mixed in real's dtype).
+    Returns a float32 scalar (weight not applied).
     """
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    mixed = torch.lerp(real.detach(), fake.detach(), eps).requires_grad_(True)
+    mixed = torch.lerp(real.detach(), fake.detach().to(real.dtype), eps).requires_grad_(True)
     logits = discriminator(mixed).float()
     (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
     return (grad.float().flatten(1).norm(2, dim=1) - 1).square().mean()

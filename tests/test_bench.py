@@ -1,0 +1,35 @@
+"""`python -m ganlab.bench --quick` runs and writes valid JSON (no timing assertions)."""
+
+import json
+import math
+
+from ganlab.bench import main
+
+TINY = ["--quick", "--resolution", "16", "--batch", "8", "--steps", "2", "--skip", "loader",
+        "--skip", "fid", "--"]
+
+
+def test_quick_bench_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    main(["--model", "dcgan", "--json", str(path), *TINY,
+          "model.generator.width=8", "model.discriminator.width=8"])
+    result = json.loads(path.read_text())
+    (row,) = result["training"]
+    assert (row["model"], row["side"], row["batch"]) == ("dcgan", 16, 8)
+    for key in ("ganlab_img_per_s", "plain_img_per_s", "ratio", "gflop_per_image",
+                "ganlab_peak_memory_mb", "plain_peak_memory_mb"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert len(row["ganlab_windows"]) == len(row["plain_windows"]) == 2
+    assert result["machine"]["cpu_count"] >= 1 and "torch" in result["machine"]
+    assert "ganlab img/s" in capsys.readouterr().out  # the printed table
+
+
+def test_training_step_has_no_host_sync_outside_logging_steps(tmp_path):
+    """PGGAN mid-fade with WGAN-GP (penalty, callback, fading reals): the profiled steps, none
+    of them a logging step, call no `.item()` / `bool(tensor)` / nonzero."""
+    path = tmp_path / "bench.json"
+    main(["--model", "pggan", "--json", str(path), "--warmup", "3", *TINY,
+          "model.generator.width=8", "model.discriminator.width=8", "model.generator.z_dim=16"])
+    (row,) = json.loads(path.read_text())["training"]
+    assert (row["side"], row["fading"]) == (16, True)
+    assert row["host_syncs_per_step"] == 0
