@@ -29,14 +29,17 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; training stops and last.ckpt keeps the last finite weights."""
 
 
-def speed_up(module: GANModule, channels_last: bool, compile: bool) -> None:
+def speed_up(
+    module: GANModule, channels_last: bool, compile: bool, backend: Any = "inductor"
+) -> None:
     """The `model.channels_last` / `model.compile` switches, applied to the module's networks.
 
     channels_last: weights of G, D, EMA-G in channels-last format (convs then output it too).
     compile: `nn.Module.compile` of G and D (in place: state-dict keys are unchanged), static
     shapes, so a network recompiles only when its graph changes (PGGAN: once per stabilise /
     fade phase, as stage and alpha are buffers; D once more for its G-step call), never per step.
-    D stays eager if the loss needs double backward (gradient penalty, R1).
+    D stays eager if the loss needs double backward (gradient penalty, R1). `backend`: that of
+    torch.compile (tests pass a counting one).
     """
     if channels_last:
         for net in (module.generator, module.discriminator, module.generator_ema):
@@ -47,12 +50,12 @@ def speed_up(module: GANModule, channels_last: bool, compile: bool) -> None:
 
     # one graph per PGGAN phase and D call kind: 2 * 17 phases at 1024 px; the default is 8
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
-    module.generator.compile(dynamic=False)
+    module.generator.compile(dynamic=False, backend=backend)
     if getattr(module.loss, "gp_weight", 0.0) > 0 or getattr(module.loss, "r1_gamma", 0.0) > 0:
         log.warning("model.compile: D stays eager (the loss differentiates D's input gradient, "
                     "which compiled modules do not support); G is compiled")
     else:
-        module.discriminator.compile(dynamic=False)
+        module.discriminator.compile(dynamic=False, backend=backend)
 
 
 class GANModule(pl.LightningModule):
