@@ -58,6 +58,7 @@ CPU_OVERRIDES = {  # PGGAN's paper widths (512 channels up to 32 px) are for GPU
     "pggan": ("model.generator.width=64", "model.discriminator.width=64"),
 }
 QUICK_OVERRIDES = {
+    "sagan": ("model.generator.width=32", "model.discriminator.width=32"),
     "pggan": ("model.generator.width=16", "model.discriminator.width=16",
               "model.generator.z_dim=64"),
 }
@@ -581,7 +582,7 @@ def fid_figures(quick: bool, device: str) -> dict[str, Any] | None:
     except ImportError:
         return None
     if quick:
-        return time_evaluation(resolution=32, num_real=32, num_fake=32, batch_size=32,
+        return time_evaluation(resolution=32, num_real=16, num_fake=16, batch_size=16,
                                device=device)
     return time_evaluation(resolution=64, num_real=256, num_fake=256, device=device)
 
@@ -637,9 +638,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every case and the extras; returns the JSON-ready result."""
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
-    defaults = Timing(warmup=2, windows=2, rounds=1) if args.quick else Timing()
+    defaults = Timing(warmup=2, steps=5, windows=2, rounds=1) if args.quick else Timing()
     timing = Timing(
-        warmup=args.warmup or defaults.warmup, steps=args.steps,
+        warmup=args.warmup or defaults.warmup, steps=args.steps or defaults.steps,
         windows=args.windows or defaults.windows, rounds=args.rounds or defaults.rounds,
     )
     result: dict[str, Any] = {"machine": machine(), "timing": asdict(timing), "training": []}
@@ -676,7 +677,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--warmup", type=int, help="untimed iterations per run (3; quick: 2)")
     parser.add_argument("--steps", type=int, help="iterations per window (default: the "
-                                                  "logging interval)")
+                                                  "logging interval; quick: 5)")
     parser.add_argument("--windows", type=int, help="timed windows per run (2)")
     parser.add_argument("--rounds", type=int, help="ganlab / plain alternations (2; quick: 1)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
