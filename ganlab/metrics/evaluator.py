@@ -3,8 +3,8 @@
 Each evaluation: real statistics of `num_real` validation images at the current stage resolution
 come from memory, else from the on-disk cache, else from the images themselves (then cached; a
 hit never reads a real image); `num_fake` fakes from the EMA generator with fresh latents are
-generated batch by batch and fed to the one feature extractor; `val/fid` (+ counts, KID, IS) is
-logged with the training scalars of that step; `checkpoints/best.ckpt` follows the lowest FID.
+generated batch by batch and fed to the one feature extractor; `val/fid` (+ counts, KID, IS) goes
+to every logger at that step; `checkpoints/best.ckpt` follows the lowest FID.
 
 Under DDP every rank featurises its share of reals and fakes and torchmetrics sums the states;
 rank 0 alone reads or writes the cache and holds cached statistics.
@@ -271,7 +271,7 @@ class FIDEvaluator(pl.Callback):
         resolution = datamodule.resolution
         if rank == 0:
             log.info(
-                "FID at kimg %.1f: %d fakes vs %d reals at %d px on %s ...",
+                "FID at kimg %g: %d fakes vs %d reals at %d px on %s ...",
                 nimg / 1000,
                 num_fake,
                 num_real,
@@ -292,7 +292,7 @@ class FIDEvaluator(pl.Callback):
         }
         if rank == 0:
             log.info(
-                "FID at kimg %.1f: %.3f (real statistics %s; %.1f s)",
+                "FID at kimg %g: %.3f (real statistics %s; %.1f s)",
                 nimg / 1000,
                 values["fid"],
                 source,
@@ -345,11 +345,13 @@ class FIDEvaluator(pl.Callback):
         generator = module.generator_ema
         was_training = generator.training
         generator.eval()
+        dtype = next(generator.parameters()).dtype
         rng = torch.Generator(device=module.device).manual_seed(seed)
         try:
             for start in range(0, num, self.batch_size):
                 count = min(self.batch_size, num - start)
                 z = torch.randn(count, module.generator.z_dim, generator=rng, device=module.device)
+                z = z.to(dtype)  # the generator's parameter dtype (float32 unless *-true precision)
                 with torch.autocast(module.device.type, enabled=False):
                     images = module.sample(z)
                 expected = (count, 3, resolution, resolution)
@@ -391,7 +393,12 @@ class FIDEvaluator(pl.Callback):
         """Rank 0: statistics for `key` from memory, else from the disk cache."""
         name = str(entry_path("", key))
         if name not in self.memory and self.cache_dir is not None:
-            stats = load_stats(entry_path(self.cache_dir, key), key)
+            path = entry_path(self.cache_dir, key)
+            try:
+                stats = load_stats(path, key)
+            except Exception as error:  # noqa: BLE001 - an unreadable entry is a miss
+                log.warning("ignoring unreadable FID cache entry %s (%s)", path, error)
+                stats = None
             if stats is not None:
                 self.memory[name] = stats
         return self.memory.get(name)
@@ -403,7 +410,11 @@ class FIDEvaluator(pl.Callback):
         self.memory[str(entry_path("", key))] = stats
         if self.cache_dir is not None:
             path = entry_path(self.cache_dir, key)
-            save_stats(path, stats, key)
+            try:
+                save_stats(path, stats, key)
+            except OSError as error:  # a read-only cache costs time, not the run
+                log.warning("could not write the FID cache entry %s (%s)", path, error)
+                return
             log.info("cached real statistics (%d images) in %s", stats.num, path)
 
 
@@ -450,6 +461,10 @@ def time_evaluation(
             feature_extractor=extractor,
             cache_dir=tmp,
         )
+        evaluator.metrics.to(device)
+        with torch.no_grad():  # warm-up (first-call allocations), not timed
+            warm_up = torch.zeros(2, 3, resolution, resolution, dtype=torch.uint8, device=device)
+            evaluator.metrics.extractor(warm_up)
         miss = evaluator.evaluate(module, datamodule)
         evaluator.memory.clear()  # the hit below reads the disk cache, as a new run would
         hit = evaluator.evaluate(module, datamodule)
