@@ -604,23 +604,32 @@ def machine() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- output
+HEADER = (f"{'model':<6} {'px':>4} {'phase':<6} {'batch':>5} {'prec':<10} {'comp':<4} "
+          f"{'ganlab img/s':>12} {'plain img/s':>12} {'ratio':>6} {'GFLOP/img':>9} "
+          f"{'GFLOP/s':>8} {'peak MiB g/p':>13} {'syncs':>5}")
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One training row of the table."""
+    phase = ("fade" if row["fading"] else "stable") if row["model"] == "pggan" else ""
+    syncs = row["host_syncs_per_step"]
+    return (
+        f"{row['model']:<6} {row['side']:>4} {phase:<6} {row['batch']:>5} "
+        f"{row['precision']:<10} {'yes' if row['compile'] else 'no':<4} "
+        f"{row['ganlab_img_per_s']:>12.2f} {row['plain_img_per_s']:>12.2f} "
+        f"{row['ratio']:>6.3f} {row['gflop_per_image']:>9.3g} {row['ganlab_gflop_per_s']:>8.3g} "
+        f"{row['ganlab_peak_memory_mb']:>6.0f}/{row['plain_peak_memory_mb']:<6.0f} "
+        f"{syncs if syncs is not None else '-':>5}"
+    )
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The figures as a plain-text table."""
-    header = (f"{'model':<6} {'px':>4} {'phase':<6} {'batch':>5} {'prec':<10} {'comp':<4} "
-              f"{'ganlab img/s':>12} {'plain img/s':>12} {'ratio':>6} {'GFLOP/img':>9} "
-              f"{'GFLOP/s':>8} {'peak MiB g/p':>13} {'syncs':>5}")
-    lines = [header, "-" * len(header)]
-    for row in result["training"]:
-        phase = ("fade" if row["fading"] else "stable") if row["model"] == "pggan" else ""
-        lines.append(
-            f"{row['model']:<6} {row['side']:>4} {phase:<6} {row['batch']:>5} "
-            f"{row['precision']:<10} {'yes' if row['compile'] else 'no':<4} "
-            f"{row['ganlab_img_per_s']:>12.2f} {row['plain_img_per_s']:>12.2f} "
-            f"{row['ratio']:>6.3f} {row['gflop_per_image']:>9.2f} "
-            f"{row['ganlab_gflop_per_s']:>8.1f} "
-            f"{row['ganlab_peak_memory_mb']:>6.0f}/{row['plain_peak_memory_mb']:<6.0f} "
-            f"{row['host_syncs_per_step'] if row['host_syncs_per_step'] is not None else '-':>5}"
-        )
+    lines = [HEADER, "-" * len(HEADER), *map(format_row, result["training"])]
+    short = [f"{r['model']} {r['side']}" for r in result["training"] if r["ratio"] < TARGET_RATIO]
+    if result["training"]:
+        lines.append(f"ganlab / plain >= {TARGET_RATIO}: "
+                     + (f"short for {', '.join(short)}" if short else "met for every row"))
     loader = result.get("loader")
     if loader:
         lines.append(f"loader: cached {loader['cached_img_per_s']:,.0f} img/s, decoding "
@@ -643,8 +652,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         warmup=args.warmup or defaults.warmup, steps=args.steps or defaults.steps,
         windows=args.windows or defaults.windows, rounds=args.rounds or defaults.rounds,
     )
-    result: dict[str, Any] = {"machine": machine(), "timing": asdict(timing), "training": []}
+    result: dict[str, Any] = {"machine": machine(), "timing": asdict(timing),
+                              "target_ratio": TARGET_RATIO, "training": []}
     sets: dict[tuple[str, int], Any] = {}
+    print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="ganlab-bench-") as tmp:
         for case in cases_for(args):
             key = (case.model, case.resolution)
@@ -652,7 +663,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sets[key] = render_train_set(case, args.num_images)
             row = bench_case(case, timing, sets[key], Path(tmp))
             result["training"].append(row)
-            print(format_table({"training": [row]}).splitlines()[-1], flush=True)
+            print(format_row(row), flush=True)
     if "loader" not in args.skip:
         result["loader"] = loader_figures(args.quick)
     if "fid" not in args.skip:
@@ -708,6 +719,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"figures written to {args.json}")
     return result
 
 
