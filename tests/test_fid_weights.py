@@ -69,7 +69,7 @@ def test_required_without_weights_stops_before_training(make_cfg, offline):
 
 def test_bad_weights_path_is_reported(tmp_path, offline):
     missing = tmp_path / "nowhere.pth"
-    with pytest.raises(ConfigError, match=f"metric.weights_path={missing} does not exist"):
+    with pytest.raises(ConfigError, match=f"the weights file {missing} does not exist"):
         FIDEvaluator(weights_path=str(missing), required=True)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")

@@ -51,9 +51,10 @@ def weights_help(reason: str) -> str:
     return (
         f"{reason}. FID needs torch-fidelity's InceptionV3 weights {WEIGHTS_FILE} "
         f"(download: {WEIGHTS_URL}). Put the file in {hub_weights_path().parent}/ (the torch hub "
-        "cache, $TORCH_HOME/hub/checkpoints), or pass metric.weights_path=/path/to/"
-        f"{WEIGHTS_FILE}, or let ganlab fetch it once with metric.download=true. To train without "
-        "evaluation, use metric=none (metric.required=true turns this warning into an error)."
+        "cache, $TORCH_HOME/hub/checkpoints), or pass its path (training: metric.weights_path="
+        "FILE; ganlab.fid: --weights FILE), or let training fetch it once with "
+        "metric.download=true. To train without evaluation, use metric=none "
+        "(metric.required=true turns this warning into an error)."
     )
 
 
@@ -86,7 +87,7 @@ def find_weights(
         path = Path(weights_path).expanduser()
         if not path.is_file():
             raise WeightsUnavailableError(
-                weights_help(f"metric.weights_path={weights_path} does not exist")
+                weights_help(f"the weights file {weights_path} does not exist")
             )
         return path
     path = hub_weights_path()
