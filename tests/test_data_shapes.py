@@ -21,3 +21,13 @@ def test_datamodule_serves_float_reals_at_the_current_resolution():
     dm.set_resolution(8)
     assert dm.prepare_reals(batch).shape == (8, 3, 8, 8)
     assert dm.prepare_eval(batch).shape == (8, 3, 8, 8)
+
+
+def test_a_prefetched_batch_is_trimmed_after_a_batch_size_cut():
+    dm = ShapesDataModule(num_images=32, num_val_images=8, resolution=16, batch_size=8)
+    dm.setup("fit")
+    loader = iter(dm.train_dataloader())
+    prefetched = next(loader)
+    dm.set_batch_size(4)
+    assert dm.on_after_batch_transfer(prefetched, 0).shape[0] == 4
+    assert next(loader).shape[0] == 4  # the sampler draws the new size from the next batch on

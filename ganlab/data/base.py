@@ -261,4 +261,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Tensor:
         training = self.trainer is None or self.trainer.training
-        return self.prepare_reals(batch) if training else self.prepare_eval(batch)
+        if not training:
+            return self.prepare_eval(batch)
+        # A batch prefetched before a per-stage batch-size cut (set_batch_size) is trimmed.
+        return self.prepare_reals(batch[: self.batch_size])
