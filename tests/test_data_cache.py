@@ -187,3 +187,18 @@ def test_exif_orientation_is_applied():
     Image.fromarray(array).save(buffer, format="JPEG", exif=exif)
     out, _ = Preprocess(8)(buffer.getvalue())
     assert out[:, 0].mean() < 30 and out[:, -1].mean() > 225  # displayed: top black, bottom white
+
+
+def test_parallel_build_ends_even_if_the_parent_ignores_sigterm(folder, tmp_path):
+    # Lightning leaves a SIGTERM handler that does not exit; forked decode workers inherit it,
+    # and Pool.terminate() (SIGTERM) must still end them instead of hanging the build.
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, lambda *args: None)
+    try:
+        root, counts = folder
+        dataset, _ = build(tmp_path / "cache", FileSource(root, list_images(root)), workers=2,
+                           max_bad_fraction=0.1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(dataset) == counts["good"]

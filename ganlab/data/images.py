@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +220,10 @@ _WORKER: dict[str, object] = {}
 
 
 def init_worker(source: FileSource | LmdbSource, preprocess: Preprocess) -> None:
+    # A forked worker inherits the parent's Python signal handlers (e.g. the training run's
+    # graceful-stop handler); restore the defaults so Pool.terminate()'s SIGTERM ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
     _WORKER["source"], _WORKER["preprocess"] = source, preprocess
 
 
