@@ -189,16 +189,22 @@ def test_exif_orientation_is_applied():
     assert out[:, 0].mean() < 30 and out[:, -1].mean() > 225  # displayed: top black, bottom white
 
 
-def test_parallel_build_ends_even_if_the_parent_ignores_sigterm(folder, tmp_path):
+def test_decode_workers_restore_default_signal_handlers(folder, tmp_path):
     # Lightning leaves a SIGTERM handler that does not exit; forked decode workers inherit it,
-    # and Pool.terminate() (SIGTERM) must still end them instead of hanging the build.
+    # and Pool.terminate() (SIGTERM) hung on such a worker. Workers reset the handlers first.
     import signal
 
-    previous = signal.signal(signal.SIGTERM, lambda *args: None)
+    from ganlab.data.images import init_worker
+
+    root, counts = folder
+    previous = signal.signal(signal.SIGTERM, lambda *args: None), signal.getsignal(signal.SIGINT)
     try:
-        root, counts = folder
+        init_worker(FileSource(root, list_images(root)), Preprocess(8))
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
         dataset, _ = build(tmp_path / "cache", FileSource(root, list_images(root)), workers=2,
                            max_bad_fraction=0.1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
     assert len(dataset) == counts["good"]
