@@ -164,15 +164,18 @@ def plot(runs: list[Run], out: Path, smoothing: float = 0.0) -> Path:
 
 def table(runs: list[Run]) -> str:
     """Plain-text table: run, best FID, kimg of the best FID, final kimg."""
-    def fmt(value: float, spec: str) -> str:
-        return format("-" if math.isnan(value) else format(value, spec), f">{spec.split('.')[0]}")
+    def fmt(value: float, width: int, digits: int | None = None) -> str:
+        if math.isnan(value):
+            return f"{'-':>{width}}"
+        digits = digits if digits is not None else (1 if abs(value) >= 10 else 3)  # kimg
+        return f"{value:>{width}.{digits}f}"
 
     width = max([len("run"), *(len(r.label) for r in runs)])
     lines = [f"{'run':<{width}}  {'best FID':>9}  {'at kimg':>9}  {'final kimg':>10}"]
     for run in runs:
         fid, at = run.best_fid()
-        lines.append(f"{run.label:<{width}}  {fmt(fid, '9.2f')}  {fmt(at, '9.1f')}  "
-                     f"{fmt(run.final_kimg, '10.1f')}")
+        lines.append(f"{run.label:<{width}}  {fmt(fid, 9, 2)}  {fmt(at, 9)}  "
+                     f"{fmt(run.final_kimg, 10)}")
     return "\n".join(lines)
 
 

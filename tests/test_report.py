@@ -39,7 +39,7 @@ def test_report_of_a_finished_run_writes_png_and_table(make_cfg, tmp_path, capsy
     assert image.size[0] > 1000 and image.size[1] > 300
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if "best FID" in line)
-    assert lines[header + 1].split() == ["run", "-", "-", "0.1"]  # no FID; 0.128 kimg
+    assert lines[header + 1].split() == ["run", "-", "-", "0.128"]  # no FID; kimg
 
 
 def test_sweep_folder_overlays_jobs_and_table_has_best_fid(tmp_path, capsys):
@@ -50,8 +50,8 @@ def test_sweep_folder_overlays_jobs_and_table_has_best_fid(tmp_path, capsys):
     assert report.main([str(sweep), "--out", str(out_png), "--smooth", "0.5"]) == 0
     assert out_png.stat().st_size > 10_000
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["sweep/0", "70.00", "2.6", "3.2"]  # FID at step 80 -> kimg 2.56
-    assert lines[2].split() == ["sweep/1", "-", "-", "1.3"]
+    assert lines[1].split() == ["sweep/0", "70.00", "2.560", "3.200"]  # FID at step 80 -> kimg 2.56
+    assert lines[2].split() == ["sweep/1", "-", "-", "1.280"]
 
 
 def test_stage_boundaries_and_fid_kimg(tmp_path):

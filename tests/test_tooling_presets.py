@@ -40,6 +40,9 @@ def test_experiment_preset_instantiates_and_fails_only_at_the_data(name, tmp_pat
         build(cfg)  # the one thing missing: the dataset
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     assert multirun == (name.endswith("sweep") or name.endswith("ablation"))
+    # the preset's groups can still be swapped without leftovers of its own settings
+    cfg = compose_config([f"experiment={name}", "metric=none", "logger=csv"], tmp_path / "run")
+    assert cfg.metric is None and list(cfg.logger) == ["csv"]
 
 
 def test_thesis_settings_reach_the_model(tmp_path):
