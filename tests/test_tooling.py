@@ -114,7 +114,8 @@ def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_pat
     monkeypatch.setenv("HOME", str(tmp_path))  # no .netrc: nothing to log in with
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setattr("sys.stdin", None)  # a prompt would fail, not wait
-    cfg = make_cfg("logger=many", "kimg=0.128", "callbacks.samples.every_kimg=0.064")
+    cfg = make_cfg("logger=many", "kimg=0.128", "callbacks.samples.every_kimg=0.064",
+                   "logger.wandb.log_model=true")
     train(cfg)
     run = Path(cfg.paths.output_dir)
     wandb.teardown()  # wait for W&B's service process to write out the run file
@@ -136,6 +137,9 @@ def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_pat
     assert metrics["train/*"].step_metric == "train/kimg"
     assert metrics["val/fid"].summary.min
     assert any(r.HasField("exit") for r in records)  # finished: the next job starts its own run
+    artifacts = [r.artifact for r in records if r.HasField("artifact")]
+    assert [a.type for a in artifacts] == ["model"]  # log_model: last.ckpt as an artifact
+    assert "last.ckpt" in str(artifacts[0].manifest)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
