@@ -376,8 +376,8 @@ def plain_step(module: Any, device: str, precision: str) -> Callable[[Tensor], N
                     ema_nimg = min(ema_nimg, state["nimg"] * hp.ema_rampup)
                 beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
                 torch._foreach_lerp_(ema_params, params, 1.0 - beta)
-                for ema_buffer, buffer in zip(ema_buffers, buffers):
-                    ema_buffer.copy_(buffer)
+                if ema_buffers:
+                    torch._foreach_copy_(ema_buffers, buffers)
 
     return step
 

@@ -186,8 +186,8 @@ class GANModule(pl.LightningModule):
             )
         ema_params, params, ema_buffers, buffers = self._ema_pairs
         torch._foreach_lerp_(ema_params, params, 1.0 - beta)
-        for ema_buffer, buffer in zip(ema_buffers, buffers):
-            ema_buffer.copy_(buffer)
+        if ema_buffers:
+            torch._foreach_copy_(ema_buffers, buffers)  # one launch, not one per buffer
 
     def on_fit_start(self) -> None:
         self._ema_pairs = None  # parameters may have moved device
