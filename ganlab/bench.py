@@ -92,8 +92,8 @@ class Timing:
 
     warmup: int = 3
     steps: int | None = None
-    windows: int = 2
-    rounds: int = 2
+    windows: int = 1
+    rounds: int = 4
 
 
 @dataclass
@@ -655,13 +655,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine(), "timing": asdict(timing),
                               "target_ratio": TARGET_RATIO, "training": []}
     sets: dict[tuple[str, int], Any] = {}
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1) + 0.5:
+        print(f"note: 1-minute load average {load:.1f} on {os.cpu_count()} cores: other "
+              "processes compete for the CPU, so the figures will be noisy")
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="ganlab-bench-") as tmp:
         for case in cases_for(args):
             key = (case.model, case.resolution)
             if key not in sets:
                 sets[key] = render_train_set(case, args.num_images)
-            row = bench_case(case, timing, sets[key], Path(tmp))
+            headline = case.phase is None or case.phase == (case.resolution, True)
+            rounds = timing.rounds if headline else max(1, timing.rounds // 2)
+            row = bench_case(case, replace(timing, rounds=rounds), sets[key], Path(tmp))
             result["training"].append(row)
             print(format_row(row), flush=True)
     if "loader" not in args.skip:
@@ -689,8 +695,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed iterations per run (3; quick: 2)")
     parser.add_argument("--steps", type=int, help="iterations per window (default: the "
                                                   "logging interval; quick: 5)")
-    parser.add_argument("--windows", type=int, help="timed windows per run (2)")
-    parser.add_argument("--rounds", type=int, help="ganlab / plain alternations (2; quick: 1)")
+    parser.add_argument("--windows", type=int, help="timed windows per path and round (1)")
+    parser.add_argument("--rounds", type=int, help="ganlab / plain alternations (4; PGGAN's "
+                                                   "other phases: half; quick: 1)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--num-images", type=int, default=2048, help="training images rendered")
     parser.add_argument("--no-stages", action="store_true",
