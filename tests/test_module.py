@@ -10,7 +10,7 @@ from ganlab.run import build
 
 
 def test_ema_update_is_a_half_life_lerp(make_cfg):
-    _, model, _ = build(make_cfg("model.ema_kimg=0.1"))
+    _, model, _ = build(make_cfg("model.ema_kimg=0.1", "model.ema_rampup=null"))
     ema_before = copy.deepcopy(model.generator_ema.state_dict())
     with torch.no_grad():
         for p in model.generator.parameters():
@@ -24,7 +24,7 @@ def test_ema_update_is_a_half_life_lerp(make_cfg):
 
 
 def test_ema_rampup_shortens_the_half_life_early(make_cfg):
-    _, model, _ = build(make_cfg("model.ema_kimg=10", "+model.ema_rampup=0.5"))
+    _, model, _ = build(make_cfg("model.ema_kimg=10", "model.ema_rampup=0.5"))
     model.nimg = 200  # half-life min(10000, 100) = 100 images
     before = [p.clone() for p in model.generator_ema.parameters()]
     with torch.no_grad():
