@@ -499,6 +499,8 @@ def bench_case(case: Case, timing: Timing, train_set: Any, workdir: Path) -> dic
         "ganlab_img_per_s": round(ganlab.median, 2),
         "plain_img_per_s": round(plain.median, 2),
         "ratio": round(ganlab.median / plain.median, 3),
+        "ratio_paired": round(statistics.median(  # per alternation: cancels slow drift
+            g / p for g, p in zip(ganlab.img_per_s, plain.img_per_s)), 3),
         "ganlab_windows": [round(v, 2) for v in ganlab.img_per_s],
         "plain_windows": [round(v, 2) for v in plain.img_per_s],
         "ganlab_img_per_cpu_s": round(ganlab.cpu_median, 2),
