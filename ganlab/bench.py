@@ -58,7 +58,7 @@ CPU_OVERRIDES = {  # PGGAN's paper widths (512 channels up to 32 px) are for GPU
     "pggan": ("model.generator.width=64", "model.discriminator.width=64"),
 }
 QUICK_OVERRIDES = {
-    "sagan": ("model.generator.width=32", "model.discriminator.width=32"),
+    "sagan": ("model.generator.width=16", "model.discriminator.width=16"),
     "pggan": ("model.generator.width=16", "model.discriminator.width=16",
               "model.generator.z_dim=64"),
 }
