@@ -72,7 +72,8 @@ def test_run_with_weights_path_logs_val_fid_kid_and_is(make_cfg, inception_weigh
     columns = read_metrics(run)
     for name in ("val/fid", "val/kid_mean", "val/kid_std", "val/is_mean", "val/is_std"):
         assert len(columns[name]) == 1 and math.isfinite(columns[name][0]), name
-    assert columns["val/fid"][0] > 0 and columns["val/is_mean"][0] >= 1.0
+    # IS = exp(KL) >= 1, up to float32 rounding
+    assert columns["val/fid"][0] > 0 and columns["val/is_mean"][0] >= 1.0 - 1e-5
     assert columns["val/num_real"] == [6.0] and columns["val/num_fake"] == [6.0]
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert model.best_metric == pytest.approx(columns["val/fid"][0], rel=1e-6)

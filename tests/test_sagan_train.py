@@ -65,7 +65,7 @@ def test_bad_sagan_options_are_config_errors(make_cfg, override, message):
 
 
 def test_ema_generator_averages_spectral_norm_weights_and_copies_u_v(make_cfg):
-    _, model, _ = build(make_cfg("model=sagan", "model.ema_kimg=0.1"))
+    _, model, _ = build(make_cfg("model=sagan", "model.ema_kimg=0.1", "model.ema_rampup=null"))
     ema, gen = model.generator_ema, model.generator
     originals = [n for n, _ in ema.named_parameters() if n.endswith("weight.original")]
     assert len(originals) == 7 and not ema.training  # parametrizations survive deepcopy
