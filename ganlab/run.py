@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from typing import Any
 
 import hydra
@@ -25,6 +26,8 @@ from ganlab.multirun import check_launch, is_multirun, run_job
 from ganlab.utils import ConfigError
 
 log = logging.getLogger("ganlab")
+# The EMA generator is in eval mode on purpose; Lightning warns about it at every fit.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Trainer]:
