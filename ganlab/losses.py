@@ -52,6 +52,12 @@ class GANLoss:
             raise ConfigError(f"loss.r1_gamma={r1_gamma} must be >= 0")
         self.r1_gamma = r1_gamma
 
+    @property
+    def needs_double_backward(self) -> bool:
+        """True if the D loss differentiates D's input gradient (R1 here; WGAN-GP's penalty too):
+        D must then be twice differentiable (no compiled D, no fused attention kernels)."""
+        return self.r1_gamma > 0
+
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -155,6 +161,10 @@ class Wasserstein(GANLoss):
             raise ConfigError("loss.gp_weight and loss.drift must be >= 0")
         self.gp_weight = gp_weight
         self.drift = drift
+
+    @property
+    def needs_double_backward(self) -> bool:
+        return self.gp_weight > 0 or super().needs_double_backward
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         real_logits = real_logits.float()

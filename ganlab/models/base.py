@@ -51,7 +51,7 @@ def speed_up(
     # one graph per PGGAN phase and D call kind: 2 * 17 phases at 1024 px; the default is 8
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
     module.generator.compile(dynamic=False, backend=backend)
-    if getattr(module.loss, "gp_weight", 0.0) > 0 or getattr(module.loss, "r1_gamma", 0.0) > 0:
+    if module.loss.needs_double_backward:
         log.warning("model.compile: D stays eager (the loss differentiates D's input gradient, "
                     "which compiled modules do not support); G is compiled")
     else:

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
 from ganlab.callbacks.samples import SampleGrid
-from ganlab.losses import GANLoss
 from ganlab.models.base import GANModule
 from ganlab.nets.layers import SelfAttention, enable_double_backward
 from ganlab.utils import ConfigError
@@ -29,11 +28,6 @@ from ganlab.utils import ConfigError
 def attention_layers(net: nn.Module) -> dict[str, SelfAttention]:
     """The attention blocks of a SAGAN network by feature-map side ("32": layer)."""
     return dict(getattr(net, "attention", {}).items())
-
-
-def needs_input_gradients(loss: GANLoss) -> bool:
-    """True if the loss differentiates D's gradient w.r.t. its input (gradient penalty, R1)."""
-    return getattr(loss, "gp_weight", 0.0) > 0 or getattr(loss, "r1_gamma", 0.0) > 0
 
 
 class SAGAN(GANModule):
@@ -57,7 +51,7 @@ class SAGAN(GANModule):
         kwargs = {k: OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v
                   for k, v in kwargs.items()}
         super().__init__(**kwargs)
-        if needs_input_gradients(self.loss):
+        if self.loss.needs_double_backward:
             enable_double_backward(self.discriminator)
 
     def extra_train_logs(self) -> dict[str, Tensor]:
