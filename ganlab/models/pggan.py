@@ -12,18 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganlab.callbacks.progressive import GrowthPhase, ProgressiveGrowing
 from ganlab.losses import GANLoss
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
 from ganlab.utils import ConfigError
-
-
-def plain(value: Any) -> Any:
-    """OmegaConf containers -> python dicts / lists (checkpoints load with weights_only)."""
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
 
 
 class PGGAN(GANModule):
@@ -48,7 +42,7 @@ class PGGAN(GANModule):
         schedule: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        schedule = dict(plain(schedule) or {})  # plain containers in the saved hyperparameters
+        schedule = dict(schedule or {})
         super().__init__(generator=generator, discriminator=discriminator, loss=loss, **kwargs)
         if discriminator.resolution != generator.resolution:
             raise ConfigError(

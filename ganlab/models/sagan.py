@@ -15,7 +15,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
@@ -46,10 +45,6 @@ class SAGAN(GANModule):
                 f"model.attention_query={list(attention_query)} must be [row, col] fractions in "
                 "[0, 1), e.g. [0.5, 0.5] for the centre pixel"
             )
-        # Lightning saves this frame's kwargs as hparams: plain containers, so that checkpoints
-        # load with weights_only (Hydra passes lists as ListConfig)
-        kwargs = {k: OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v
-                  for k, v in kwargs.items()}
         super().__init__(**kwargs)
         if self.loss.needs_double_backward:
             enable_double_backward(self.discriminator)
