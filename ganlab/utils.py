@@ -35,6 +35,14 @@ def check_positive(value: float, name: str) -> float:
     return value
 
 
+def check_int(value: object, name: str, low: int, allow_none: bool = False) -> None:
+    """Raise ConfigError unless `value` is an integer >= low (or None when allowed; not a bool)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+
+
 def log2_int(value: int) -> int:
     """log2 of a power of two, as int."""
     return int(math.log2(value))

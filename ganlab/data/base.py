@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ganlab.utils import ConfigError, check_positive, check_resolution
+from ganlab.utils import ConfigError, check_int, check_positive, check_resolution
 
 DOWNSAMPLE_MODES = ("area", "nearest", "bilinear")
 
@@ -176,8 +176,7 @@ class ImageDataModule(pl.LightningDataModule):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size!r} must be a positive integer")
         check_positive(eval_batch_size, "data.eval_batch_size")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError(f"data.num_workers={num_workers!r} must be an integer >= 0")
+        check_int(num_workers, "data.num_workers", 0)
         if downsample not in DOWNSAMPLE_MODES:
             raise ConfigError(f"data.downsample={downsample!r}: choose one of {DOWNSAMPLE_MODES}")
         self.max_resolution = self.resolution = resolution

@@ -43,7 +43,7 @@ from ganlab.data.images import (
     hash_fraction,
     init_worker,
 )
-from ganlab.utils import ConfigError
+from ganlab.utils import ConfigError, check_int
 
 log = logging.getLogger("ganlab")
 
@@ -381,8 +381,7 @@ class EncodedImageDataModule(ImageDataModule):
             )
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ConfigError(f"data.max_bad_fraction={max_bad_fraction!r} must be in [0, 1]")
-        if cache_workers is not None and (not isinstance(cache_workers, int) or cache_workers < 0):
-            raise ConfigError(f"data.cache_workers={cache_workers!r} must be an integer >= 0")
+        check_int(cache_workers, "data.cache_workers", 0, allow_none=True)
         for name, value in (("num_images", num_images), ("num_val_images", num_val_images)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"data.{name}={value!r} must be a positive integer or null")

@@ -41,7 +41,7 @@ from ganlab.metrics.inception import (
     module_digest,
     random_inception,
 )
-from ganlab.utils import ConfigError, check_positive
+from ganlab.utils import ConfigError, check_int, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,6 @@ def _rank0_decides(flag: bool, device: torch.device) -> bool:
 def _share(total: int, rank: int, world: int) -> int:
     """This rank's part of `total` items split over `world` ranks (parts differ by at most 1)."""
     return total // world + (rank < total % world)
-
-
-def _check_count(value: Any, name: str, low: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
 
 
 class FIDEvaluator(pl.Callback):
@@ -133,11 +126,11 @@ class FIDEvaluator(pl.Callback):
     ) -> None:
         if every_kimg is not None:
             check_positive(every_kimg, "metric.every_kimg")
-        _check_count(num_real, "metric.num_real", 2)
-        _check_count(num_fake, "metric.num_fake", 2, allow_none=True)
-        _check_count(batch_size, "metric.batch_size", 1)
-        _check_count(kid_subsets, "metric.kid_subsets", 1)
-        _check_count(kid_subset_size, "metric.kid_subset_size", 2)
+        check_int(num_real, "metric.num_real", 2)
+        check_int(num_fake, "metric.num_fake", 2, allow_none=True)
+        check_int(batch_size, "metric.batch_size", 1)
+        check_int(kid_subsets, "metric.kid_subsets", 1)
+        check_int(kid_subset_size, "metric.kid_subset_size", 2)
         check_positive(download_timeout, "metric.download_timeout")
         self.every_nimg = None if every_kimg is None else int(every_kimg * 1000)
         self.stop_nimg = None if stop_kimg is None else int(stop_kimg * 1000)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ganlab.losses import GANLoss
-from ganlab.utils import ConfigError, check_positive
+from ganlab.utils import ConfigError, check_int, check_positive
 
 log = logging.getLogger("ganlab")
 
@@ -96,8 +96,7 @@ class GANModule(pl.LightningModule):
         super().__init__()
         check_positive(lr_g, "model.lr_g")
         check_positive(lr_d, "model.lr_d")
-        if not isinstance(n_critic, int) or n_critic < 1:
-            raise ConfigError(f"model.n_critic={n_critic!r} must be an integer >= 1")
+        check_int(n_critic, "model.n_critic", 1)
         if ema_kimg < 0:
             raise ConfigError(f"model.ema_kimg={ema_kimg!r} must be >= 0 (0 = EMA follows G)")
         betas = (float(betas[0]), float(betas[1]))  # plain floats: checkpoints load weights_only
