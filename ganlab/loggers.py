@@ -74,7 +74,7 @@ def resolve_wandb_mode(
             raise ConfigError(f"WANDB_MODE={env_mode!r}: use online, offline or disabled")
         resolved, reason = WANDB_ENV_MODES[env_mode], f"WANDB_MODE={env_mode}"
     elif wandb_credentials_found(environ):
-        resolved, reason = "online", "W&B credentials found"
+        return "online", "W&B credentials found"
     else:
         resolved, reason = "offline", "no W&B credentials (not logged in, WANDB_API_KEY unset)"
     if resolved == "online" and not wandb_credentials_found(environ):
@@ -88,13 +88,12 @@ def resolve_wandb_mode(
 def multirun_job() -> tuple[str, str] | None:
     """(sweep folder name, job label) inside a Hydra multirun job, else None."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    if not HydraConfig.initialized():
+    from ganlab.multirun import is_multirun
+
+    if not is_multirun():
         return None
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
     label = str(OmegaConf.select(hydra_cfg, "job.num", default="?"))  # unset when composed
     overrides = OmegaConf.select(hydra_cfg, "job.override_dirname", default="")
     if overrides:

@@ -79,6 +79,7 @@ class LSUNDataModule(EncodedImageDataModule):
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction={val_fraction!r} must be in (0, 1)")
         self.category, self.val_split = category, val_split
+        self._sources: dict[Path, Source] = {}  # scanned items per LMDB / folder path
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.train_path, self.val_path, self.kind = self._find_layout()
         if self.kind == "lmdb":
@@ -108,9 +109,13 @@ class LSUNDataModule(EncodedImageDataModule):
         )
 
     def _read(self, path: Path) -> Source:
-        if self.kind == "lmdb":
-            return LmdbSource.scan(path)
-        return FileSource(path, list_images(path))
+        """The items under `path`, scanned once per path (train and val splits share it)."""
+        if path not in self._sources:
+            if self.kind == "lmdb":
+                self._sources[path] = LmdbSource.scan(path)
+            else:
+                self._sources[path] = FileSource(path, list_images(path))
+        return self._sources[path]
 
     def split_label(self, split: str) -> str:
         return "train" if split == "val" and self.val_split == "train" else split
@@ -124,5 +129,3 @@ class LSUNDataModule(EncodedImageDataModule):
         fractions = {"val": self.val_fraction, "train": 1.0 - self.val_fraction}
         return train.subset(hash_split(names, fractions, self.split_seed)[split])
 
-
-LSUNChurchDataModule = LSUNDataModule

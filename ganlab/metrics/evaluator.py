@@ -203,7 +203,6 @@ class FIDEvaluator(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.enabled:
             return
-        self.metrics.to(pl_module.device)
         self.next_nimg = self._next(pl_module.nimg)
         if self.best_fid is not None:
             pl_module.best_metric = self.best_fid
