@@ -43,6 +43,11 @@ def check_int(value: object, name: str, low: int, allow_none: bool = False) -> N
         raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
 
 
+def next_multiple(nimg: int, every: int) -> int:
+    """The first multiple of `every` (images) after `nimg`: when an interval callback fires next."""
+    return (nimg // every + 1) * every
+
+
 def log2_int(value: int) -> int:
     """log2 of a power of two, as int."""
     return int(math.log2(value))

@@ -16,6 +16,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from ganlab.utils import next_multiple
+
 log = logging.getLogger(__name__)
 
 
@@ -72,9 +74,9 @@ class KimgCheckpoint(pl.Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.next_nimg = (pl_module.nimg // self.every_nimg + 1) * self.every_nimg
+        self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
         if self.snapshot_nimg:
-            self.next_snapshot = (pl_module.nimg // self.snapshot_nimg + 1) * self.snapshot_nimg
+            self.next_snapshot = next_multiple(pl_module.nimg, self.snapshot_nimg)
         self._install_handlers()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -86,10 +88,10 @@ class KimgCheckpoint(pl.Callback):
             return
         if pl_module.nimg >= self.next_nimg:
             self.save(trainer, pl_module, self.last_path)
-            self.next_nimg = (pl_module.nimg // self.every_nimg + 1) * self.every_nimg
+            self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
         if self.snapshot_nimg and pl_module.nimg >= self.next_snapshot:
             self.save(trainer, pl_module, self.dirpath / f"kimg{pl_module.nimg // 1000:06d}.ckpt")
-            self.next_snapshot = (pl_module.nimg // self.snapshot_nimg + 1) * self.snapshot_nimg
+            self.next_snapshot = next_multiple(pl_module.nimg, self.snapshot_nimg)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer, pl_module, self.last_path)

@@ -9,6 +9,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from ganlab.loggers import log_image
+from ganlab.utils import next_multiple
 
 
 def images_to_grid(images: torch.Tensor, nrow: int = 8, size: int | None = None) -> torch.Tensor:
@@ -34,12 +35,12 @@ class SampleGrid(pl.Callback):
         self.last_saved_nimg = -1
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.next_nimg = (pl_module.nimg // self.every_nimg + 1) * self.every_nimg
+        self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.nimg >= self.next_nimg:
             self.save(trainer, pl_module)
-            self.next_nimg = (pl_module.nimg // self.every_nimg + 1) * self.every_nimg
+            self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if pl_module.nimg != self.last_saved_nimg:

@@ -41,7 +41,7 @@ from ganlab.metrics.inception import (
     module_digest,
     random_inception,
 )
-from ganlab.utils import ConfigError, check_int, check_positive
+from ganlab.utils import ConfigError, check_int, check_positive, next_multiple
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +218,7 @@ class FIDEvaluator(pl.Callback):
         self._track_best(trainer, pl_module, values["fid"])
 
     def _next(self, nimg: int) -> float:
-        return (
-            math.inf if self.every_nimg is None else (nimg // self.every_nimg + 1) * self.every_nimg
-        )
+        return math.inf if self.every_nimg is None else next_multiple(nimg, self.every_nimg)
 
     def _due(self, nimg: int) -> bool:
         """At every `every_kimg` and when the run reaches its length (`stop_kimg`)."""
