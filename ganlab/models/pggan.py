@@ -63,10 +63,6 @@ class PGGAN(GANModule):
         return {"resolution": float(phase.resolution), "alpha": phase.alpha,
                 "stage": float(phase.stage)}
 
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        self.log("val/resolution", float(self.growth_phase.resolution), sync_dist=True)
-
     # ----------------------------------------------------------------- checkpoints
     def architecture(self) -> dict[str, Any]:
         """What a checkpoint must match to resume: final side and channels per side."""
