@@ -1,0 +1,40 @@
+"""The one seam between ganlab and Lightning's private API.
+
+Lightning (`pytorch-lightning<3`, see pyproject.toml) exposes no public call for these; every
+private attribute ganlab reads is read here and nowhere else, and tests/test_lightning_api.py pins
+each one, so a Lightning upgrade that moves them fails one small test instead of a training run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytorch_lightning as pl
+
+
+def should_log(trainer: pl.Trainer) -> bool:
+    """True on the steps where Lightning writes logged values (every `log_every_n_steps`
+    batches, and the last one): the only steps where ganlab syncs with the host."""
+    return bool(trainer._logger_connector.should_update_logs)
+
+
+def logged_step(trainer: pl.Trainer) -> int:
+    """The step index Lightning's loggers use for the current batch: batches that stepped so far
+    (not `global_step`, which advances once per optimizer call: twice per GAN iteration)."""
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def log_out_of_band(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
+    """Write `metrics` (plain floats) once to every logger at the current logged step, outside
+    `LightningModule.log` (which repeats a value in later rows until the epoch ends), and make
+    them visible in `trainer.callback_metrics` (what sweeps and `run.train` read). Rank 0 writes;
+    every rank updates its callback_metrics."""
+    import torch
+
+    trainer.callback_metrics.update({k: torch.tensor(float(v)) for k, v in metrics.items()})
+    if not trainer.is_global_zero:
+        return
+    step = logged_step(trainer)
+    for logger in trainer.loggers:
+        logger.log_metrics(dict(metrics), step=step)
+        logger.save()

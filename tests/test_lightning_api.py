@@ -1,0 +1,31 @@
+"""Pins the private Lightning attributes behind ganlab.lightning_api (fails on an upgrade that
+moves them), and checks that no other module touches a private attribute of the trainer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from ganlab import lightning_api
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ganlab"
+
+
+def test_private_attributes_exist_on_a_trainer() -> None:
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    assert isinstance(lightning_api.should_log(trainer), bool)
+    assert lightning_api.logged_step(trainer) == 0
+
+
+def test_no_other_module_reads_private_trainer_attributes() -> None:
+    private = re.compile(r"trainer\._|\.fit_loop\.\w+\._|_logger_connector")
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "lightning_api.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert not offenders, f"private Lightning API outside ganlab/lightning_api.py: {offenders}"
