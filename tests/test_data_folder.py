@@ -96,3 +96,51 @@ def test_too_many_bad_files_fail_before_training(make_cfg, folder):
                        r"data.max_bad_fraction=0.01"):
         trainer.fit(model, datamodule=datamodule_)
     assert model.nimg == 0
+
+
+def test_replacing_an_image_rebuilds_the_cache_and_the_fid_statistics(tmp_path):
+    """Images replaced under the same names (size / mtime change) are not served from the old
+    cache, and the FID real statistics are computed again (a new key)."""
+    from ganlab.metrics.evaluator import FIDEvaluator
+    from tests.data_makers import banded
+    from tests.fid_helpers import StubModule, TinyFeatures
+
+    root = tmp_path / "images"
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+        for index in range(6):
+            Image.fromarray(banded(20, 20, 2, seed=index)).save(root / split / f"{index}.png")
+
+    def evaluate():
+        dm = datamodule(root, tmp_path)
+        dm.setup("fit")
+        fid = FIDEvaluator(feature_extractor=TinyFeatures(), num_real=6, num_fake=6,
+                           batch_size=6, cache_dir=str(tmp_path / "fid"))
+        fid.evaluate(StubModule(dm), dm)
+        return dm.val_set.array.copy(), sorted((tmp_path / "fid").glob("*.npz"))
+
+    before, entries = evaluate()
+    assert len(entries) == 1
+    replaced = root / "val" / "3.png"
+    Image.fromarray(255 - banded(20, 20, 5, seed=99)).save(replaced)  # same name, other image
+    after, entries = evaluate()
+    assert not (after == before).all(axis=(1, 2, 3))[3]  # the new image, not the cached one
+    assert (after[:3] == before[:3]).all() and (after[4:] == before[4:]).all()
+    assert len(entries) == 2  # a new FID statistics entry, not the stale one
+
+
+def test_lmdb_fingerprint_follows_its_data_file(tmp_path):
+    from ganlab.data.images import LmdbSource
+    from tests.data_makers import write_lmdb
+
+    path = tmp_path / "db_lmdb"
+    keys = write_lmdb(path, 4)
+    before = LmdbSource(path, keys).fingerprint()  # (not scanned: that keeps the LMDB open)
+    assert LmdbSource(path, keys).fingerprint() == before  # stable when nothing changed
+    import lmdb
+
+    env = lmdb.open(str(path), map_size=64 << 20)
+    with env.begin(write=True) as txn:  # the same keys, one other image
+        txn.put(keys[0], txn.get(keys[1]))
+    env.close()
+    assert LmdbSource(path, keys).fingerprint() != before

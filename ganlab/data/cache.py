@@ -331,6 +331,13 @@ def hash_split(names: list[str], fractions: dict[str, float], seed: int) -> dict
     return out
 
 
+def split_by_hash(source: Source, fractions: dict[str, float], seed: int) -> dict[str, Source]:
+    """`hash_split` of a source by its items' names (file paths, LMDB keys): one subset per
+    split, e.g. {"val": 0.05, "train": 0.95} -> {"val": Source, "train": Source}."""
+    ids = hash_split([source.name(i) for i in range(len(source))], fractions, seed)
+    return {split: source.subset(indices) for split, indices in ids.items()}
+
+
 # ----------------------------------------------------------------------------- the base class
 class EncodedImageDataModule(ImageDataModule):
     """Base of the datasets read from encoded images (files or LMDB values).
@@ -410,6 +417,10 @@ class EncodedImageDataModule(ImageDataModule):
                 )
             self._sources[split] = source
         return self._sources[split]
+
+    def source_fingerprint(self, split: str) -> str:
+        """Fingerprint of `split`'s images (names, sizes, mtimes): in the FID statistics key."""
+        return self.split_source(split).fingerprint()
 
     def split_label(self, split: str) -> str:
         """Name of `split` in cache names and messages (e.g. CelebA's partition)."""

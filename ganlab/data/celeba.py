@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from ganlab.data.cache import EncodedImageDataModule, hash_split
+from ganlab.data.cache import EncodedImageDataModule, split_by_hash
 from ganlab.data.images import FileSource, has_images, list_images
 from ganlab.utils import ConfigError
 
@@ -174,10 +174,10 @@ class CelebADataModule(EncodedImageDataModule):
                 }
             else:
                 log.info("data=celeba: no partition file in %s; splitting by a seeded hash", images)
-                names = list_images(images, recursive=False)
-                ids = hash_split(names, HASH_FRACTIONS, self.split_seed)
-                self._names = {split: [names[i] for i in ids[split]] for split in HASH_FRACTIONS}
-                self._names["all"] = names
+                every = FileSource(images, list_images(images, recursive=False))
+                parts = split_by_hash(every, HASH_FRACTIONS, self.split_seed)
+                self._names = {split: part.names for split, part in parts.items()}
+                self._names["all"] = every.names
         return self._names
 
     def split_label(self, split: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ganlab.data.cache import EncodedImageDataModule, hash_split
+from ganlab.data.cache import EncodedImageDataModule, split_by_hash
 from ganlab.data.images import IMAGE_EXTENSIONS, FileSource, has_images, list_images
 from ganlab.utils import ConfigError
 
@@ -60,10 +60,10 @@ class ImageFolderDataModule(EncodedImageDataModule):
             if has_images(root / "train") and has_images(root / "val"):
                 self._split = {s: [f"{s}/{n}" for n in list_images(root / s)] for s in SPLITS}
             else:
-                names = list_images(root)
                 fractions = {"val": self.val_fraction, "train": 1.0 - self.val_fraction}
-                ids = hash_split(names, fractions, self.split_seed)
-                self._split = {split: [names[i] for i in ids[split]] for split in ids}
+                every = FileSource(root, list_images(root))
+                parts = split_by_hash(every, fractions, self.split_seed)
+                self._split = {split: part.names for split, part in parts.items()}
         return self._split
 
     def source(self, split: str) -> FileSource:

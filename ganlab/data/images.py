@@ -30,14 +30,57 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error (skipped
 
 
 # ----------------------------------------------------------------------------- sources
-class FileSource:
+class ListedSource:
+    """What every source shares: a location (folder or LMDB), the items in it (file names or
+    LMDB keys), a fingerprint for cache keys, and subsets. Subclasses read one item."""
+
+    def __init__(self, location: str | Path, items: Sequence) -> None:
+        self.location, self.items = str(location), list(items)
+        self._fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def stamps(self) -> Iterable[bytes]:
+        """Size and modification time of what holds the items (one entry per stamp)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Identity for cache keys (data and FID statistics): the location, the items and their
+        sizes and modification times, so files replaced under the same names change it. Computed
+        once per source object."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(os.path.realpath(self.location).encode(), digest_size=16)
+            for item in self.items:
+                digest.update((item.encode() if isinstance(item, str) else item) + b"\0")
+            for stamp in self.stamps():
+                digest.update(stamp)
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def subset(self, indices: Iterable[int]):
+        return type(self)(self.location, [self.items[i] for i in indices])
+
+
+def file_stamp(path: str) -> bytes:
+    """Size and mtime (ns) of one file, as bytes for a digest."""
+    stat = os.stat(path)
+    return f"{stat.st_size}:{stat.st_mtime_ns}\0".encode()
+
+
+class FileSource(ListedSource):
     """Image files, read as bytes. `names` (paths relative to `root`) identify them in messages."""
 
     def __init__(self, root: str | Path, names: Sequence[str]) -> None:
-        self.root, self.names = str(root), list(names)
+        super().__init__(root, names)
 
-    def __len__(self) -> int:
-        return len(self.names)
+    @property
+    def root(self) -> str:
+        return self.location
+
+    @property
+    def names(self) -> list[str]:
+        return self.items
 
     def read(self, index: int) -> bytes:
         with open(os.path.join(self.root, self.names[index]), "rb") as f:
@@ -46,15 +89,8 @@ class FileSource:
     def name(self, index: int) -> str:
         return self.names[index]
 
-    def fingerprint(self) -> str:
-        """Identity for cache keys: the root and the list of file names (not their contents)."""
-        digest = hashlib.blake2b(os.path.realpath(self.root).encode(), digest_size=16)
-        for name in self.names:
-            digest.update(name.encode() + b"\0")
-        return digest.hexdigest()
-
-    def subset(self, indices: Iterable[int]) -> FileSource:
-        return FileSource(self.root, [self.names[i] for i in indices])
+    def stamps(self) -> Iterable[bytes]:
+        return (file_stamp(os.path.join(self.root, name)) for name in self.names)
 
 
 _LMDB_ENVS: dict[str, object] = {}  # one open environment per process and path
@@ -71,11 +107,19 @@ def open_lmdb(path: str):
     return _LMDB_ENVS[path]
 
 
-class LmdbSource:
+class LmdbSource(ListedSource):
     """Values of an LMDB (encoded images, e.g. LSUN's WebP), addressed by their keys."""
 
     def __init__(self, path: str | Path, keys: Sequence[bytes]) -> None:
-        self.path, self.keys = str(path), list(keys)
+        super().__init__(path, keys)
+
+    @property
+    def path(self) -> str:
+        return self.location
+
+    @property
+    def keys(self) -> list[bytes]:
+        return self.items
 
     @classmethod
     def scan(cls, path: str | Path) -> LmdbSource:
@@ -83,9 +127,6 @@ class LmdbSource:
         with open_lmdb(str(path)).begin(write=False) as txn:
             keys = list(txn.cursor().iternext(keys=True, values=False))
         return cls(path, keys)
-
-    def __len__(self) -> int:
-        return len(self.keys)
 
     def read(self, index: int) -> bytes:
         with open_lmdb(self.path).begin(write=False) as txn:
@@ -97,14 +138,9 @@ class LmdbSource:
     def name(self, index: int) -> str:
         return f"{Path(self.path).name}[{self.keys[index].decode(errors='replace')}]"
 
-    def fingerprint(self) -> str:
-        digest = hashlib.blake2b(os.path.realpath(self.path).encode(), digest_size=16)
-        for key in self.keys:
-            digest.update(key + b"\0")
-        return digest.hexdigest()
-
-    def subset(self, indices: Iterable[int]) -> LmdbSource:
-        return LmdbSource(self.path, [self.keys[i] for i in indices])
+    def stamps(self) -> Iterable[bytes]:
+        data = os.path.join(self.path, "data.mdb")  # the LMDB's data file (a folder LMDB)
+        return [file_stamp(data if os.path.isdir(self.path) else self.path)]
 
 
 def list_images(root: str | Path, recursive: bool = True) -> list[str]:

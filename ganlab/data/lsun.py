@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ganlab.data.cache import EncodedImageDataModule, Source, hash_split
+from ganlab.data.cache import EncodedImageDataModule, Source, split_by_hash
 from ganlab.data.images import FileSource, LmdbSource, has_images, list_images, open_lmdb
 from ganlab.utils import ConfigError
 
@@ -124,8 +124,6 @@ class LSUNDataModule(EncodedImageDataModule):
         split = self.split_label(split)  # val_split=train: the training images (one cache)
         if self.val_path is not None:
             return self._read(self.train_path if split == "train" else self.val_path)
-        train = self._read(self.train_path)
-        names = [train.name(i) for i in range(len(train))]
         fractions = {"val": self.val_fraction, "train": 1.0 - self.val_fraction}
-        return train.subset(hash_split(names, fractions, self.split_seed)[split])
+        return split_by_hash(self._read(self.train_path), fractions, self.split_seed)[split]
 

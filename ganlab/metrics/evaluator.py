@@ -357,7 +357,8 @@ class FIDEvaluator(pl.Callback):
         self, module: nn.Module, datamodule: pl.LightningDataModule, num_real: int
     ) -> dict[str, Any]:
         """What the real statistics depend on: the dataset (its config without loader-only keys,
-        or its class and size), split, stage resolution, image count and feature extractor."""
+        or its class and size; and the fingerprint of its files: names, sizes, mtimes), split,
+        stage resolution, image count and feature extractor."""
         config = getattr(module, "run_config", None) or {}
         data = config.get("data")
         if data:
@@ -368,6 +369,9 @@ class FIDEvaluator(pl.Callback):
                 "resolution": datamodule.max_resolution,
                 "num_val_images": len(datamodule.val_set),
             }
+        fingerprint = getattr(datamodule, "source_fingerprint", None)  # images on disk
+        if fingerprint is not None:
+            dataset = {**dataset, "images": fingerprint("val")}
         name = type(datamodule).__name__.lower().removesuffix("datamodule") or "data"
         return stats_key(
             dataset_name=name,
