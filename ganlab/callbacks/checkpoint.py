@@ -1,7 +1,7 @@
 """Checkpoints by images shown, written atomically, also on Ctrl-C / SIGTERM.
 
-`last.ckpt` is replaced only by a complete file (write to .tmp, then rename) and only with
-finite weights, so a run never loses its last good checkpoint.
+`last.ckpt` is replaced only by a complete file (write to .tmp, fsync, rename, fsync the folder)
+and only with finite weights, so a run never loses its last good checkpoint, even when killed.
 """
 
 from __future__ import annotations
@@ -21,15 +21,47 @@ from ganlab.utils import next_multiple
 log = logging.getLogger(__name__)
 
 
+TMP_SUFFIX = ".tmp"  # a checkpoint being written: `last.ckpt.tmp`
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save to `path.tmp`, then an atomic rename onto `path`."""
+    """Lightning's save to `path.tmp`, fsync of that file, an atomic rename onto `path`, fsync of
+    the folder (so the rename itself survives a power cut). A crash at any moment (SIGKILL, power
+    loss) leaves either the old or the new complete file at `path`, and at worst a stale `.tmp`
+    that `KimgCheckpoint` removes at the next start.
+
+    Lightning's own save (`_atomic_save`: fsspec's transaction, a temporary file moved into place)
+    is atomic against a killed process but never fsyncs, so a power cut can leave a renamed file
+    whose data never reached the disk; hence this plug-in."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
-        tmp = f"{path}.tmp"
+        tmp = f"{path}{TMP_SUFFIX}"
         super().save_checkpoint(checkpoint, tmp, storage_options)
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(os.path.dirname(os.path.abspath(path)))
+
+
+def remove_stale_tmp(dirpath: Path) -> list[Path]:
+    """Delete `*.ckpt.tmp` left in `dirpath` by a save that was killed; returns them."""
+    stale = sorted(dirpath.glob(f"*.ckpt{TMP_SUFFIX}")) if dirpath.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.warning("removed %d incomplete checkpoint(s) of an interrupted save: %s",
+                    len(stale), ", ".join(p.name for p in stale))
+    return stale
 
 
 class KimgCheckpoint(pl.Callback):
@@ -74,6 +106,8 @@ class KimgCheckpoint(pl.Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            remove_stale_tmp(self.dirpath)
         self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
         if self.snapshot_nimg:
             self.next_snapshot = next_multiple(pl_module.nimg, self.snapshot_nimg)
