@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from ganlab.utils import next_multiple
+from ganlab.utils import check_int, next_multiple
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,27 @@ class KimgCheckpoint(pl.Callback):
     """Saves `dirpath/last.ckpt` every `every_kimg`, at the end of training and when the run is
     interrupted (SIGINT / SIGTERM: finish the current step, save, stop; a second Ctrl-C aborts).
 
+    Under DDP a signal may reach one rank only (SIGTERM to rank 0, a scheduler killing one
+    task): every `stop_sync_every` iterations all ranks agree on it with one 1-element
+    all_reduce (MAX), so they all stop after the same iteration and write one checkpoint. One
+    process: the signal is acted on after the current iteration.
+
     Args:
         dirpath: checkpoint folder.
         every_kimg: interval of last.ckpt, in thousands of real images.
         snapshot_kimg: if set, also keep `kimg{K:06d}.ckpt` every that many kimg.
+        stop_sync_every: DDP only: iterations between the cross-rank checks for a stop signal.
     """
 
     def __init__(
-        self, dirpath: str, every_kimg: float = 10.0, snapshot_kimg: float | None = None
+        self,
+        dirpath: str,
+        every_kimg: float = 10.0,
+        snapshot_kimg: float | None = None,
+        stop_sync_every: int = 10,
     ) -> None:
+        check_int(stop_sync_every, "callbacks.checkpoint.stop_sync_every", 1)
+        self.stop_sync_every = stop_sync_every
         self.dirpath = Path(dirpath)
         self.every_nimg = int(every_kimg * 1000)
         self.snapshot_nimg = int(snapshot_kimg * 1000) if snapshot_kimg else None
@@ -113,11 +126,23 @@ class KimgCheckpoint(pl.Callback):
             self.next_snapshot = next_multiple(pl_module.nimg, self.snapshot_nimg)
         self._install_handlers()
 
+    def stop_requested(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
+        """The signal to stop on, the same on every rank (checked every `stop_sync_every`
+        iterations under DDP: one all_reduce of one number), else None."""
+        if trainer.world_size == 1:
+            return self.stop_signal
+        if pl_module.iteration % self.stop_sync_every:
+            return None
+        flag = torch.tensor([self.stop_signal or 0], device=pl_module.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag) or None  # the only host sync of this callback, every N iterations
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.stop_signal is not None:
-            name = signal.Signals(self.stop_signal).name
-            log.warning("%s received: saving %s and stopping", name, self.last_path)
-            self.save(trainer, pl_module, self.last_path)
+        signum = self.stop_requested(trainer, pl_module)
+        if signum is not None:  # on_train_end saves last.ckpt (once, all ranks together)
+            log.warning("rank %d: %s received: saving %s and stopping after iteration %d",
+                        trainer.global_rank, signal.Signals(signum).name, self.last_path,
+                        pl_module.iteration)
             trainer.should_stop = True
             return
         if pl_module.nimg >= self.next_nimg:
