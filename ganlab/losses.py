@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ganlab.utils import ConfigError
 
@@ -183,3 +183,38 @@ class Wasserstein(GANLoss):
         if self.gp_weight > 0:
             terms["gp"] = self.gp_weight * gradient_penalty(discriminator, real, fake)
         return terms
+
+
+def has_gradient_penalty(loss: GANLoss) -> bool:
+    """True if the loss penalises D's input gradient (WGAN-GP's penalty, R1)."""
+    return loss.needs_double_backward
+
+
+def check_batchnorm_with_penalty(discriminator: nn.Module, loss: GANLoss, allow: bool) -> None:
+    """Raise ConfigError if D has batch norm and the loss has WGAN-GP's gradient penalty: the
+    penalty is defined per sample, and batch norm makes each D output depend on the whole batch
+    (Gulrajani et al. 2017 prescribe no batch norm in the critic). `allow` overrides."""
+    gp_weight = getattr(loss, "gp_weight", 0.0)
+    if allow or not gp_weight:
+        return
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+        raise ConfigError(
+            f"the discriminator has batch norm and the loss has a gradient penalty "
+            f"(loss.gp_weight={gp_weight}); WGAN-GP's per-sample penalty needs a critic without "
+            "batch norm. Fix: model.discriminator.batch_norm=false (DCGAN) or "
+            "model.discriminator.norm=none (PGGAN), or another loss (e.g. loss=lsgan); to train "
+            "this combination anyway: model.allow_batchnorm_with_penalty=true"
+        )
+
+
+def check_precision_with_penalty(precision: str, loss: GANLoss) -> None:
+    """Raise ConfigError for fp16 mixed precision with a penalty on D's input gradient: the inner
+    `autograd.grad` would run on unscaled fp16 values (underflow to 0, or inf) with no loss
+    scaling of its own. bf16 has float32's range and needs no scaling."""
+    if str(precision) in ("16-mixed", "16", "16-true") and has_gradient_penalty(loss):
+        raise ConfigError(
+            f"trainer.precision={precision} with a gradient penalty (loss.gp_weight / "
+            "loss.r1_gamma): fp16 needs loss scaling, which the penalty's inner gradient does "
+            "not get. Use trainer.precision=bf16-mixed (Ampere+ GPUs, no scaling needed) or "
+            "32-true"
+        )

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganlab.callbacks.checkpoint import AtomicCheckpointIO
 from ganlab.checkpoints import load_checkpoint
 from ganlab.loggers import log_run_config
+from ganlab.losses import check_precision_with_penalty
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
 from ganlab.multirun import check_launch, is_multirun, run_job
 from ganlab.utils import ConfigError
@@ -38,6 +39,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
     try:
         datamodule = instantiate(cfg.data)
         model = instantiate(cfg.model)
+        check_precision_with_penalty(cfg.trainer.get("precision", "32-true"), model.loss)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
         if cfg.get("metric"):  # FID evaluator: checks the Inception weights now, before training
             callbacks.append(instantiate(cfg.metric))

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from ganlab.losses import GANLoss
+from ganlab.losses import GANLoss, check_batchnorm_with_penalty
 from ganlab.utils import ConfigError, check_int, check_positive
 
 log = logging.getLogger("ganlab")
@@ -75,6 +75,8 @@ class GANModule(pl.LightningModule):
         channels_last: G, D and EMA-G weights in channels-last memory format (GPU tensor cores).
         compile: torch.compile G and D in place (see `speed_up`); D stays eager when the loss
             differentiates D's input gradient (WGAN-GP, R1: no double backward when compiled).
+        allow_batchnorm_with_penalty: train a D with batch norm under WGAN-GP's gradient penalty
+            anyway (refused by default, see `losses.check_batchnorm_with_penalty`).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class GANModule(pl.LightningModule):
         sample_seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        allow_batchnorm_with_penalty: bool = False,
     ) -> None:
         super().__init__()
+        check_batchnorm_with_penalty(discriminator, loss, allow_batchnorm_with_penalty)
         check_positive(lr_g, "model.lr_g")
         check_positive(lr_d, "model.lr_d")
         check_int(n_critic, "model.n_critic", 1)

@@ -8,6 +8,7 @@ that a resumed checkpoint was trained at the same final resolution and widths.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,39 @@ from ganlab.callbacks.progressive import GrowthPhase, ProgressiveGrowing
 from ganlab.losses import GANLoss
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
 from ganlab.utils import ConfigError
+
+log = logging.getLogger("ganlab")
+
+
+def per_device_batches(
+    sizes: Mapping[int, int], world_size: int, global_batch: bool, announce: bool = True
+) -> dict[int, int]:
+    """The per-device batch of each side from `model.schedule.batch_size_dict`.
+
+    The official dict is per device: under DDP the global batch is `world_size` times it, which
+    is said once (`announce`). global_batch=True divides each entry by the world size (a
+    ConfigError if one does not divide), so the global batch is the official one.
+    """
+    sizes = dict(sizes)
+    if world_size == 1 or not sizes:
+        return sizes
+    if not global_batch:
+        if announce:
+            log.warning(
+                "model.schedule.batch_size_dict is per device: with %d processes the global batch "
+                "of each side is %dx the official one (%s); model.schedule.global_batch=true "
+                "splits it over the processes instead", world_size, world_size,
+                {side: n * world_size for side, n in sizes.items()},
+            )
+        return sizes
+    bad = {side: n for side, n in sizes.items() if n % world_size}
+    if bad:
+        raise ConfigError(
+            f"model.schedule.global_batch=true: model.schedule.batch_size_dict entries {bad} do "
+            f"not divide by the {world_size} processes; set them to multiples of {world_size} or "
+            "use model.schedule.global_batch=false (per-device batches)"
+        )
+    return {side: n // world_size for side, n in sizes.items()}
 
 
 class PGGAN(GANModule):
@@ -43,6 +77,7 @@ class PGGAN(GANModule):
         **kwargs: Any,
     ) -> None:
         schedule = dict(schedule or {})
+        global_batch = bool(schedule.pop("global_batch", False))
         super().__init__(generator=generator, discriminator=discriminator, loss=loss, **kwargs)
         if discriminator.resolution != generator.resolution:
             raise ConfigError(
@@ -50,9 +85,19 @@ class PGGAN(GANModule):
                 f"model.generator.resolution={generator.resolution}; both follow data.resolution"
             )
         self.growing = ProgressiveGrowing(start_resolution, generator.resolution, **schedule)
+        self.global_batch, self.schedule_batches = global_batch, dict(
+            self.growing.batch_size_dict
+        )
         self.growth_phase: GrowthPhase = self.growing.schedule.at(0)
         for net in (self.generator, self.discriminator, self.generator_ema):
             net.set_stage(self.growth_phase.level, 1.0)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.growing.batch_size_dict = per_device_batches(
+            self.schedule_batches, self.trainer.world_size, self.global_batch,
+            announce=self.trainer.is_global_zero,
+        )
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [self.growing]

@@ -71,7 +71,8 @@ class MinibatchStdDev(nn.Module):
         n, c, h, w = x.shape
         group = math.gcd(min(self.group_size, n), n)
         f = self.num_channels
-        y = x.reshape(group, -1, f, c // f, h, w)           # [G, M, F, C/F, H, W]
+        # statistics in float32: in fp16 eps 1e-8 rounds to 0, and sqrt(0)'s gradient is inf
+        y = x.float().reshape(group, -1, f, c // f, h, w)   # [G, M, F, C/F, H, W]
         y = (y - y.mean(dim=0)).square().mean(dim=0)        # variance over the group
         y = (y + 1e-8).sqrt().mean(dim=(2, 3, 4))           # [M, F]
         y = y.reshape(-1, f, 1, 1).repeat(group, 1, h, w)   # [N, F, H, W]
