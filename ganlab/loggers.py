@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from urllib.parse import urlsplit
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from pytorch_lightning.loggers import CSVLogger as LightningCSVLogger
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
@@ -36,6 +39,8 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 WANDB_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
                    "disabled": "disabled"}
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+WANDB_ID_FILE = "wandb/ganlab_run_id"  # in the run folder: the W&B run a resume continues
+LOGGER_STATE_KEY = "ganlab_loggers"  # in checkpoints: {"wandb_id": ...}
 
 
 # ----------------------------------------------------------------------------- W&B mode
@@ -131,6 +136,10 @@ class WandbLogger(LightningWandbLogger):
         **kwargs: Any,
     ) -> None:
         mode, reason = resolve_wandb_mode(mode)
+        id_file = Path(save_dir) / WANDB_ID_FILE
+        if kwargs.get("id") is None:  # continue the run folder's W&B run, else a new one
+            kwargs["id"] = read_wandb_id(id_file) or new_wandb_id()
+        kwargs.setdefault("resume", "allow")  # the same id: continue that run's history
         job = multirun_job()
         group = group or (job[0] if job else None)
         name = name or (job[1] if job else Path(save_dir).name)
@@ -143,6 +152,12 @@ class WandbLogger(LightningWandbLogger):
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self._finished = False
         self._announce(reason)
+        self._write_id(id_file)
+
+    @rank_zero_only
+    def _write_id(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(self._id))
 
     @rank_zero_only
     def _announce(self, reason: str) -> None:
@@ -187,6 +202,50 @@ class WandbLogger(LightningWandbLogger):
         for path in files:
             artifact.add_file(str(path), name=path.name)
         self._experiment.log_artifact(artifact, aliases=["latest"])
+
+
+def read_wandb_id(path: Path) -> str | None:
+    """The W&B run id kept in a run folder (None if there is none)."""
+    return path.read_text().strip() or None if path.is_file() else None
+
+
+def new_wandb_id() -> str:
+    """A fresh W&B run id (8 lowercase hex characters, as W&B makes them)."""
+    return secrets.token_hex(4)
+
+
+class LoggerState(pl.Callback):
+    """Keeps the W&B run id in every checkpoint (`checkpoint["ganlab_loggers"]["wandb_id"]`), so
+    a resume from it continues the same W&B run (see `run.continue_loggers`)."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        ids = [lg.version for lg in trainer.loggers if isinstance(lg, LightningWandbLogger)]
+        checkpoint[LOGGER_STATE_KEY] = {"wandb_id": ids[0] if ids else None}
+
+
+# ----------------------------------------------------------------------------- CSV
+class AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing metrics.csv is continued, never deleted: rows
+    are appended (the header widened if new columns appear)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                header = file.readline().strip()
+            self.metrics_keys = sorted(k for k in header.split(",") if k)
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSVLogger writing RUN_DIR/csv/metrics.csv; a resumed run appends its rows to
+    the file of the run it continues (Lightning's would delete it)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 # ----------------------------------------------------------------------------- images

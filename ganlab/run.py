@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -16,11 +17,11 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganlab.callbacks.checkpoint import AtomicCheckpointIO
 from ganlab.checkpoints import load_checkpoint
-from ganlab.loggers import log_run_config
+from ganlab.loggers import LOGGER_STATE_KEY, LoggerState, log_run_config
 from ganlab.losses import check_precision_with_penalty
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
 from ganlab.multirun import check_launch, is_multirun, run_job
@@ -44,6 +45,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
         if cfg.get("metric"):  # FID evaluator: checks the Inception weights now, before training
             callbacks.append(instantiate(cfg.metric))
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+        if loggers:
+            callbacks.append(LoggerState())  # the W&B run id in checkpoints
         trainer = instantiate(
             cfg.trainer,
             callbacks=callbacks,
@@ -71,6 +74,26 @@ def check_resume(cfg: DictConfig, model: GANModule) -> str | None:
     return str(cfg.ckpt_path)
 
 
+def continue_run(cfg: DictConfig) -> None:
+    """A resume continues its run: with ckpt_path=RUN/checkpoints/X.ckpt, outputs (loggers,
+    checkpoints, samples) go to RUN, not to this invocation's Hydra folder (which keeps only its
+    .hydra/ and log); W&B continues the run id the checkpoint holds (else RUN's)."""
+    if not cfg.get("ckpt_path"):
+        return
+    ckpt = Path(cfg.ckpt_path).expanduser().resolve()
+    with open_dict(cfg):
+        if ckpt.parent.name == "checkpoints" and ckpt.is_file():
+            run = str(ckpt.parent.parent)
+            if run != str(Path(cfg.paths.output_dir).resolve()):
+                log.info("resuming %s: continuing in its run folder %s", ckpt.name, run)
+                cfg.paths.output_dir = run
+        wandb = (cfg.get("logger") or {}).get("wandb")
+        if wandb and wandb.get("id") is None and ckpt.is_file():
+            saved = load_checkpoint(ckpt).get(LOGGER_STATE_KEY) or {}
+            if saved.get("wandb_id"):
+                wandb.id = saved["wandb_id"]
+
+
 def set_tf32(tf32: bool | None) -> None:
     """`tf32=true`: TF32 matmuls and cuDNN convs (Ampere+ GPUs, 10-bit mantissa, several times
     faster); false: full float32 for both; null: PyTorch's defaults (TF32 convs, fp32 matmuls)."""
@@ -83,6 +106,7 @@ def train(cfg: DictConfig) -> float | None:
     """Train one run; returns the best validation metric (None without one)."""
     pl.seed_everything(cfg.seed, workers=True)
     set_tf32(cfg.get("tf32"))
+    continue_run(cfg)
     datamodule, model, trainer = build(cfg)
     check_launch(trainer)  # -m with DDP: a clear error instead of a re-launched sweep
     ckpt_path = check_resume(cfg, model)
