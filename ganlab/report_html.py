@@ -41,7 +41,8 @@ def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
         return [lo]
     step = 10 ** math.floor(math.log10((hi - lo) / n))
     step *= next(m for m in (1, 2, 5, 10) if (hi - lo) / (step * m) <= n)
-    return [float(v) for v in np.arange(math.ceil(lo / step) * step, hi + step / 2, step)]
+    values = np.arange(math.ceil(lo / step) * step, hi + step / 2, step)
+    return [float(v) for v in values if lo - 1e-9 * step <= v <= hi + 1e-9 * step]
 
 
 def svg_panel(title: str, lines: list[tuple[str, str, bool, np.ndarray, np.ndarray]],
@@ -192,7 +193,7 @@ STYLE = """body{font:14px sans-serif;margin:20px;color:#222}h1{font-size:20px}
 svg text{font-size:11px}svg .title{font-size:13px;font-weight:bold}
 .frame{fill:none;stroke:#888}.grid{stroke:#eee}.mark{stroke:#999;stroke-dasharray:2,3}
 .curve{fill:none;stroke-width:1.5}img.grid{image-rendering:pixelated;width:min(600px,90vw)}
-.sheets{display:flex;flex-wrap:wrap;gap:8px}.sheets img{image-rendering:pixelated;max-width:300px}
+.sheets{display:flex;flex-wrap:wrap;gap:8px}.sheets img{image-rendering:pixelated;width:200px}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 pre{background:#f6f6f6;padding:8px;max-height:400px;overflow:auto}"""
 
