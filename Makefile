@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install train test test-fast lint format bench clean
+.PHONY: help install train test test-fast lint format bench report-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ format: install  ## ruff autofix + format
 
 bench: install  ## training / loader / FID throughput (ARGS="--quick" for a one-minute run)
 	$(PY) -m ganlab.bench $(ARGS)
+
+report-check: install  ## tiny run -> HTML report -> rendered in headless Chromium (apt-get install chromium)
+	rm -rf outputs/report-check
+	$(PY) -m ganlab.run debug=tiny metric=none callbacks.progress=null hydra.run.dir=outputs/report-check
+	$(PY) -m ganlab.report outputs/report-check --html --check
 
 clean:  ## remove outputs and caches (not .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

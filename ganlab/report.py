@@ -1,12 +1,18 @@
-"""Training curves of one or more runs in one PNG, without W&B.
+"""Training curves of one or more runs in one PNG (or one self-contained HTML page), without W&B.
 
     python -m ganlab.report RUN_DIR [RUN_DIR ...] [--out report.png] [--smooth 0.9]
+    python -m ganlab.report RUN_OR_SWEEP_DIR --html [--out report.html] [--check]
 
 Panels against kimg: D and G losses, D outputs on reals and fakes, FID (`val/fid`). PGGAN stage
 boundaries are marked (solid line: a new resolution starts fading in; dotted: the fade ends).
 Several runs (or a sweep folder, which expands to its jobs) are overlaid, one colour per run.
 Prints a table of each run's best FID (with its kimg) and final kimg. Reads the CSV logger's
 `metrics.csv` (logger=csv, the default, or logger=many).
+
+--html writes one self-contained page instead (ganlab/report_html.py): curves (losses, D outputs,
+FID, precision / recall), the sample grids over kimg behind a slider, the other PNGs of samples/
+(PGGAN stage sheets, SAGAN attention maps, reals), eval.json, the resolved config and, for a sweep,
+one row per job. --check opens it in headless Chromium and fails unless it rendered.
 """
 
 from __future__ import annotations
@@ -183,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ganlab.report", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders, sweep folders or metrics.csv files")
-    parser.add_argument("--out", help="PNG path (default: RUN_DIR/report.png for one folder, "
-                        "else ./report.png)")
+    parser.add_argument("--out", help="PNG / HTML path (default: RUN_DIR/report.png or "
+                        ".html for one folder, else ./report.png or .html)")
+    parser.add_argument("--html", action="store_true", help="one self-contained HTML page")
+    parser.add_argument("--check", action="store_true", help="with --html: render it in headless "
+                        "Chromium, write a screenshot next to it, exit 1 unless it rendered")
     parser.add_argument("--smooth", type=float, default=0.0,
                         help="EMA weight for the training curves, 0..1 (default 0: raw)")
     args = parser.parse_args(argv)
@@ -197,11 +206,34 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     first = Path(args.runs[0])
     first = first.parent if first.is_file() else first
-    default = first / "report.png" if len(args.runs) == 1 else Path("report.png")
-    out = plot(runs, Path(args.out) if args.out else default, args.smooth)
+    suffix = ".html" if args.html else ".png"
+    default = first / f"report{suffix}" if len(args.runs) == 1 else Path(f"report{suffix}")
+    out = Path(args.out) if args.out else default
     print(table(runs))
-    print(f"wrote {out}")
-    return 0
+    if not args.html:
+        print(f"wrote {plot(runs, out, args.smooth)}")
+        return 0
+    from ganlab.report_html import write_html
+
+    print(f"wrote {write_html(runs, out, f'ganlab report: {first.resolve().name}')}")
+    return check_in_browser(out) if args.check else 0
+
+
+def check_in_browser(page: Path) -> int:
+    """`--check`: 0 if headless Chromium rendered the page (see ganlab.browser), else 1."""
+    from ganlab.browser import check_page
+
+    try:
+        seen = check_page(page, page.with_suffix(".screenshot.png"))
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"browser check: marker={seen.rendered} ({seen.counts}), console errors="
+          f"{len(seen.console_errors)}, screenshot {seen.screenshot} with "
+          f"{seen.distinct_colors} colours: {'ok' if seen.ok else 'FAILED'}")
+    for line in seen.console_errors:
+        print(f"  console: {line}", file=sys.stderr)
+    return 0 if seen.ok else 1
 
 
 if __name__ == "__main__":

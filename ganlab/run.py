@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganlab.callbacks.checkpoint import AtomicCheckpointIO
 from ganlab.checkpoints import load_checkpoint
+from ganlab.extras import apply_extras
 from ganlab.loggers import LOGGER_STATE_KEY, LoggerState, log_run_config
 from ganlab.losses import check_precision_with_penalty
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
@@ -28,8 +29,56 @@ from ganlab.multirun import check_launch, is_multirun, run_job
 from ganlab.utils import ConfigError
 
 log = logging.getLogger("ganlab")
-# The EMA generator is in eval mode on purpose; Lightning warns about it at every fit.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+# Lightning messages that tell a ganlab user nothing: (logger names, message start)
+QUIET_LOGS = (
+    (("pytorch_lightning.trainer.connectors.checkpoint_connector",),
+     "`weights_only` was not set"),  # every save: ganlab's checkpoints are full on purpose
+    (("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+      "lightning_utilities.core.rank_zero"), "\U0001f4a1 Tip:"),  # litlogger advertisement
+)
+QUIET_WARNINGS = (
+    r".*module\(s\) in eval mode at the start of training",  # the EMA G is in eval mode on purpose
+    r".*val_dataloader` but have no `validation_step`",  # FID runs from a callback, not val loop
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning internals vs new torch
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
+def quiet_lightning() -> None:
+    """Silence, at their source, Lightning notices that carry no information for a ganlab run."""
+    for names, start in QUIET_LOGS:
+        for name in names:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _DropMessages) and f.start == start for f in logger.filters):
+                logger.addFilter(_DropMessages(start))
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+quiet_lightning()
+
+
+def announce_outputs(cfg: DictConfig) -> None:
+    """The first lines of a run: where its outputs go."""
+    run_dir = cfg.paths.output_dir
+    callbacks, loggers = cfg.get("callbacks") or {}, cfg.get("logger") or {}
+    lines = [f"run folder  {run_dir}  (config: .hydra/, log: run.log, tags: tags.log)"]
+    for name, label in (("checkpoint", "checkpoints"), ("samples", "samples")):
+        if callbacks.get(name):
+            lines.append(f"{label:<11} {callbacks[name].dirpath}")
+    for name, logger in loggers.items():
+        if logger:
+            where = Path(logger.save_dir) / (logger.get("name") or "" if name != "wandb" else name)
+            lines.append(f"{'logs':<11} {name}: {where}")
+    log.info("outputs of this run:\n  " + "\n  ".join(lines))
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Trainer]:
@@ -104,6 +153,8 @@ def set_tf32(tf32: bool | None) -> None:
 
 def train(cfg: DictConfig) -> float | None:
     """Train one run; returns the best validation metric (None without one)."""
+    announce_outputs(cfg)
+    apply_extras(cfg)  # tags into cfg (and so into the loggers), config tree, tags.log
     pl.seed_everything(cfg.seed, workers=True)
     set_tf32(cfg.get("tf32"))
     continue_run(cfg)

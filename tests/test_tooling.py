@@ -131,7 +131,10 @@ def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_pat
         assert any(key in row for row in history), key
     grids = [row for row in history if any(k.startswith("samples/fakes") for k in row)]
     assert len(grids) == 2 and all("train/kimg" in row for row in grids)  # on the kimg axis
-    assert len(list(run.glob("wandb/offline-run-*/files/media/images/samples/*.png"))) == 2
+    assert len(list(run.glob("wandb/offline-run-*/files/media/images/samples/fakes_*.png"))) == 2
+    assert len(list(run.glob("wandb/offline-run-*/files/media/images/samples/reals_*.png"))) == 1
+    tags = [tag for r in records if r.HasField("run") for tag in r.run.tags]
+    assert "debug" in tags  # the top-level tags plus the task name (debug=tiny)
     metrics = {m.glob_name or m.name: m for r in records if r.HasField("metric")
                for m in [r.metric]}
     assert metrics["train/*"].step_metric == "train/kimg"

@@ -1,0 +1,102 @@
+"""A newcomer's first run: kimg progress bar, quiet Lightning, outputs announced, tags, extras,
+debug presets, reals.png and image grids to the loggers."""
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from ganlab.callbacks.samples import save_grid
+from ganlab.extras import run_tags
+from ganlab.run import train
+from tests.conftest import TINY, compose_config, read_metrics
+
+NO_BAR = [o for o in TINY if not o.startswith("callbacks.progress")]
+
+
+def test_progress_bar_counts_kimg_of_the_target(tmp_path, capsys):
+    cfg = compose_config([*NO_BAR, "kimg=0.064", "callbacks.progress.refresh_s=0"], tmp_path / "r")
+    train(cfg)
+    err = capsys.readouterr().err
+    assert "0.06/0.064 kimg" in err and "100%" in err
+    assert "Epoch" not in err
+
+
+def test_first_lines_say_where_outputs_go_and_noise_is_silenced(make_cfg, tmp_path, caplog, capsys):
+    with caplog.at_level(logging.INFO):
+        train(make_cfg("kimg=0.064", "callbacks.checkpoint.every_kimg=0.016"))
+    messages = [r.getMessage() for r in caplog.records]
+    run = tmp_path / "run"
+    assert messages[0].startswith("outputs of this run:")
+    assert f"checkpoints {run}/checkpoints" in messages[0]
+    assert f"samples     {run}/samples" in messages[0]
+    captured = capsys.readouterr()
+    everything = "\n".join(messages) + captured.out + captured.err
+    assert "weights_only" not in everything and "litlogger" not in everything
+    assert "validation_step" not in everything
+
+
+def test_tags_reach_the_run_dir_and_loggers(make_cfg, tmp_path):
+    cfg = make_cfg("kimg=0.016", "tags=[baseline,lr2e-4]", "logger=[csv,tensorboard]")
+    train(cfg)
+    run = tmp_path / "run"
+    assert (run / "tags.log").read_text().split() == ["baseline", "lr2e-4", "debug"]
+    hparams = (run / "csv" / "hparams.yaml").read_text()
+    assert "- baseline" in hparams and "- lr2e-4" in hparams
+    assert (run / "config_tree.log").read_text().count("baseline") >= 1
+    wandb = compose_config([*TINY, "tags=[a]", "logger=wandb"], tmp_path / "w")
+    assert list(wandb.logger.wandb.tags) == ["a"]  # the wandb logger reads ${tags}
+
+
+def test_missing_tags_warn_and_extras_none_is_silent(make_cfg, caplog):
+    assert run_tags(make_cfg()) == ["debug"]
+    with caplog.at_level(logging.WARNING):
+        train(make_cfg("kimg=0.016", "extras=none", name="quiet"))
+    assert "has no tags" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        train(make_cfg("kimg=0.016", name="loud"))
+    assert "this run has no tags" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("preset", "extra"),
+    [("fdr", []), ("overfit", ["kimg=0.032", "data.resolution=16", "model.generator.width=8",
+                               "model.discriminator.width=8"]),
+     ("profiler", ["kimg=0.032", "data.resolution=16", "data.num_images=64",
+                   "model.generator.width=8", "model.discriminator.width=8"])],
+)
+def test_debug_presets_compose_and_run_a_tiny_step(tmp_path, preset, extra):
+    overrides = [f"debug={preset}", "trainer.accelerator=cpu", "callbacks.progress=null",
+                 "logger=csv", "metric=none", "extras=none", *extra]
+    if preset == "fdr":
+        overrides += ["data.resolution=16", "data.num_images=64", "model.generator.width=8",
+                      "model.discriminator.width=8"]
+    cfg = compose_config(overrides, tmp_path / "run")
+    assert cfg.task_name == "debug"
+    train(cfg)
+    if preset == "overfit":
+        assert cfg.data.num_images == 96 and max(read_metrics(tmp_path / "run")["train/kimg"]) > 0
+    if preset == "profiler":
+        assert (tmp_path / "run" / "fit-profile.txt").read_text().count("run_training_batch") >= 1
+
+
+def test_reals_grid_is_written_at_the_stage_resolution(make_cfg, tmp_path):
+    train(make_cfg("kimg=0.016"))
+    reals = Image.open(tmp_path / "run" / "samples" / "reals.png")
+    assert reals.size == (8 * 17 + 1, 8 * 17 + 1)  # 64 images of 16 px, 1 px padding
+
+
+def test_save_grid_logs_to_tensorboard(make_cfg, tmp_path):
+    from ganlab.run import build
+
+    _, _, trainer = build(make_cfg("logger=tensorboard"))
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    path = save_grid(trainer, images, tmp_path / "g" / "sheet.png", "samples/sheet", nrow=2)
+    assert Image.open(path).size == (2 * 9 + 1, 2 * 9 + 1)
+    trainer.loggers[0].experiment.flush()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(trainer.loggers[0].log_dir))).Reload()
+    assert "samples/sheet" in events.Tags()["images"]
