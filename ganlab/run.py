@@ -153,11 +153,11 @@ def set_tf32(tf32: bool | None) -> None:
 
 def train(cfg: DictConfig) -> float | None:
     """Train one run; returns the best validation metric (None without one)."""
+    continue_run(cfg)  # a resume writes into its run folder: decided before anything is announced
     announce_outputs(cfg)
     apply_extras(cfg)  # tags into cfg (and so into the loggers), config tree, tags.log
     pl.seed_everything(cfg.seed, workers=True)
     set_tf32(cfg.get("tf32"))
-    continue_run(cfg)
     datamodule, model, trainer = build(cfg)
     check_launch(trainer)  # -m with DDP: a clear error instead of a re-launched sweep
     ckpt_path = check_resume(cfg, model)
