@@ -1,14 +1,14 @@
 """Hydra entry point: `python -m ganlab.run [group=option ...] [key=value ...]`.
 
 Thin by design: compose the config -> instantiate datamodule, model, callbacks, loggers and
-trainer -> fit -> return the metric a sweeper minimises.
+trainer -> fit -> return `cfg.optimized_metric` (the value a sweeper minimises).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import hydra
@@ -21,11 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from ganlab.callbacks.checkpoint import AtomicCheckpointIO
 from ganlab.checkpoints import load_checkpoint
 from ganlab.loggers import log_run_config
+from ganlab.logs import get_logger
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
 from ganlab.multirun import check_launch, is_multirun, run_job
 from ganlab.utils import ConfigError
 
-log = logging.getLogger("ganlab")
+log = get_logger(__name__)
 # The EMA generator is in eval mode on purpose; Lightning warns about it at every fit.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 
@@ -40,7 +41,10 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
         model = instantiate(cfg.model)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
         if cfg.get("metric"):  # FID evaluator: checks the Inception weights now, before training
-            callbacks.append(instantiate(cfg.metric))
+            evaluator = instantiate(cfg.metric)
+            if not evaluator.enabled:  # no weights, not required: it warned; nothing to optimise
+                cfg.optimized_metric = None
+            callbacks.append(evaluator)
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
         trainer = instantiate(
             cfg.trainer,
@@ -77,8 +81,28 @@ def set_tf32(tf32: bool | None) -> None:
         torch.backends.cudnn.allow_tf32 = bool(tf32)
 
 
+def metric_value(metrics: Mapping[str, Any], name: str | None) -> float | None:
+    """The value of metric `name` in `metrics` (a trainer's `callback_metrics`) as a float, None
+    if `name` is None; raises MetricMissingError naming the metrics there if it is absent."""
+    if name is None:
+        return None
+    if name not in metrics:
+        raise MetricMissingError(
+            f"optimized_metric={name} was not logged by this run; it logged "
+            f"{sorted(metrics) or 'nothing'}. Set optimized_metric= to one of those (or null), "
+            "or make sure the metric runs (e.g. metric=fid with its weights, and a run that "
+            "reaches an evaluation)"
+        )
+    return float(metrics[name])
+
+
+class MetricMissingError(ConfigError):
+    """`optimized_metric` names a metric the run never logged (found after training)."""
+
+
 def train(cfg: DictConfig) -> float | None:
-    """Train one run; returns the best validation metric (None without one)."""
+    """Train one run; returns `trainer.callback_metrics[cfg.optimized_metric]` (e.g. the best
+    val/fid), None when `optimized_metric` is null (metric=none, or FID off for lack of weights)."""
     pl.seed_everything(cfg.seed, workers=True)
     set_tf32(cfg.get("tf32"))
     datamodule, model, trainer = build(cfg)
@@ -86,9 +110,8 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = check_resume(cfg, model)
     log_run_config(trainer, model.run_config)  # the resolved config as W&B run config etc.
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    best = getattr(model, "best_metric", None)
     log.info("finished at %.1f kimg; output in %s", model.nimg / 1000, cfg.paths.output_dir)
-    return best
+    return metric_value(trainer.callback_metrics, cfg.get("optimized_metric"))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
