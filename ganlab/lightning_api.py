@@ -35,6 +35,7 @@ def log_out_of_band(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
     if not trainer.is_global_zero:
         return
     step = logged_step(trainer)
+    row = {**metrics, "epoch": trainer.current_epoch}  # as Lightning's own rows (metrics.csv)
     for logger in trainer.loggers:
-        logger.log_metrics(dict(metrics), step=step)
+        logger.log_metrics(row, step=step)
         logger.save()

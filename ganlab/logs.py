@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 # the object whose `.rank` Lightning sets; importing it from here does not import Lightning (slow),
@@ -50,5 +51,9 @@ class RankedLogger(logging.LoggerAdapter):
 
 
 def get_logger(name: str) -> RankedLogger:
-    """The rank-aware logger of module `name` (pass `__name__`)."""
+    """The rank-aware logger of module `name` (pass `__name__`; a module run with `python -m`
+    keeps its package name, e.g. "ganlab.run", not "__main__")."""
+    if name == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        name = spec.name if spec is not None else name
     return RankedLogger(name)
