@@ -204,7 +204,8 @@ class FIDEvaluator(pl.Callback):
             return
         self.next_nimg = self._next(pl_module.nimg)
         if self.best_fid is not None:  # resumed: what run.train returns, even if none runs now
-            trainer.callback_metrics["val/fid_best"] = torch.tensor(self.best_fid)
+            best = torch.tensor(self.best_fid, dtype=torch.float64)
+            trainer.callback_metrics["val/fid_best"] = best
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         nimg = pl_module.nimg
