@@ -18,7 +18,7 @@ the figure is the median window. Also: peak memory in the timed windows (RSS on 
 `torch.cuda.max_memory_allocated` on GPU), FLOPs per training image (torch.utils.flop_counter,
 one iteration: forward, backward, penalties), achieved FLOP/s, host syncs (`.item()` and the
 like) per training step outside logging steps, and, where present, the loader benchmark
-(`ganlab.data.bench`) and one FID evaluation (`ganlab.metrics.evaluator.time_evaluation`).
+(`ganlab.data.bench`) and one FID evaluation (`ganlab.bench_fid.time_evaluation`).
 """
 
 from __future__ import annotations
@@ -577,12 +577,10 @@ def loader_figures(quick: bool) -> dict[str, Any] | None:
     return loader_benchmark()
 
 
-def fid_figures(quick: bool, device: str) -> dict[str, Any] | None:
-    """One FID evaluation timed by ganlab.metrics.evaluator.time_evaluation, if it exists."""
-    try:
-        from ganlab.metrics.evaluator import time_evaluation
-    except ImportError:
-        return None
+def fid_figures(quick: bool, device: str) -> dict[str, Any]:
+    """One FID evaluation timed by ganlab.bench_fid.time_evaluation."""
+    from ganlab.bench_fid import time_evaluation
+
     if quick:
         return time_evaluation(resolution=32, num_real=16, num_fake=16, batch_size=16,
                                device=device)

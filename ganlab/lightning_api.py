@@ -31,10 +31,13 @@ def log_out_of_band(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
     every rank updates its callback_metrics."""
     import torch
 
-    trainer.callback_metrics.update({k: torch.tensor(float(v)) for k, v in metrics.items()})
+    # float64: run.train returns these values exactly as computed (e.g. val/fid_best)
+    values = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in metrics.items()}
+    trainer.callback_metrics.update(values)
     if not trainer.is_global_zero:
         return
     step = logged_step(trainer)
+    row = {**metrics, "epoch": trainer.current_epoch}  # as Lightning's own rows (metrics.csv)
     for logger in trainer.loggers:
-        logger.log_metrics(dict(metrics), step=step)
+        logger.log_metrics(row, step=step)
         logger.save()

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import logging
 import netrc
 import os
 import secrets
@@ -28,12 +27,13 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
+from ganlab.logs import get_logger
 from ganlab.utils import ConfigError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 WANDB_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
@@ -159,7 +159,6 @@ class WandbLogger(LightningWandbLogger):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(str(self._id))
 
-    @rank_zero_only
     def _announce(self, reason: str) -> None:
         if self.mode == "offline":
             log.info(

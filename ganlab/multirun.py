@@ -1,16 +1,16 @@
 """Hydra multirun support: a failed job is recorded and the sweep goes on; failures are reported
 at the end of the sweep with their log files; DDP that would re-launch a sweep is refused.
 
-A job that raises is logged (traceback in SWEEP_DIR/N/run.log), recorded as
-SWEEP_DIR/failed_jobs/N.yaml and returns None (sweepers: Optuna marks the trial failed). The
-`FailureReport` Hydra callback (conf/hydra/default.yaml) prints the failures when the sweep ends
-and exits with status 1 if there were any. Records are files, so jobs launched on other machines
-(hydra/launcher=submitit_slurm) report too.
+A job returns `task(cfg)` (ganlab.run.train: the value of `cfg.optimized_metric`, what the
+sweeper minimises), logged with its name. A job that raises is logged (traceback in
+SWEEP_DIR/N/run.log), recorded as SWEEP_DIR/failed_jobs/N.yaml and returns None (sweepers: Optuna
+marks the trial failed). The `FailureReport` Hydra callback (conf/hydra/default.yaml) prints the
+failures when the sweep ends and exits with status 1 if there were any. Records are files, so
+jobs launched on other machines (hydra/launcher=submitit_slurm) report too.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 from collections.abc import Callable
@@ -24,9 +24,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ganlab.logs import get_logger
 from ganlab.utils import ConfigError
 
-log = logging.getLogger("ganlab")
+log = get_logger(__name__)
 
 FAILURES_DIR = "failed_jobs"  # inside the sweep folder: one N.yaml per failed job
 
@@ -41,20 +42,23 @@ def is_multirun() -> bool:
 
 
 def run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run one multirun job; on an exception log it, record it and return None (sweep goes on).
+    """Run one multirun job and return `task(cfg)`, the value of `cfg.optimized_metric`; on an
+    exception log it, record it and return None (the sweep goes on, Optuna marks it failed).
 
     A MultirunDDPError stops the whole sweep (exit status 2): every job would hit it.
     """
     try:
-        return task(cfg)
+        value = task(cfg)
     except MultirunDDPError as error:
         log.error("configuration error: %s", error)
         sys.exit(2)
     except Exception as error:
-        log.exception("job failed: %s: %s", type(error).__name__, error)
+        log.exception("job failed: %s: %s", type(error).__name__, error, rank=None)
         path = record_failure(error)
-        log.error("failure recorded in %s; the sweep continues", path)
+        log.error("failure recorded in %s; the sweep continues", path, rank=None)
         return None
+    log.info("job %s: %s = %s", HydraConfig.get().job.num, cfg.get("optimized_metric"), value)
+    return value
 
 
 def record_failure(error: BaseException) -> Path:

@@ -1,7 +1,7 @@
 """Hydra entry point: `python -m ganlab.run [group=option ...] [key=value ...]`.
 
 Thin by design: compose the config -> instantiate datamodule, model, callbacks, loggers and
-trainer -> fit -> return the metric a sweeper minimises.
+trainer -> fit -> return `cfg.optimized_metric` (the value a sweeper minimises).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ from ganlab.callbacks.checkpoint import AtomicCheckpointIO
 from ganlab.checkpoints import load_checkpoint
 from ganlab.extras import apply_extras
 from ganlab.loggers import LOGGER_STATE_KEY, LoggerState, log_run_config
+from ganlab.logs import get_logger
 from ganlab.losses import check_precision_with_penalty
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
 from ganlab.multirun import check_launch, is_multirun, run_job
 from ganlab.utils import ConfigError
 
-log = logging.getLogger("ganlab")
+log = get_logger(__name__)
 # Lightning messages that tell a ganlab user nothing: (logger names, message start)
 QUIET_LOGS = (
     (("pytorch_lightning.trainer.connectors.checkpoint_connector",),
@@ -92,7 +94,10 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
         check_precision_with_penalty(cfg.trainer.get("precision", "32-true"), model.loss)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
         if cfg.get("metric"):  # FID evaluator: checks the Inception weights now, before training
-            callbacks.append(instantiate(cfg.metric))
+            evaluator = instantiate(cfg.metric)
+            if not evaluator.enabled:  # no weights, not required: it warned; nothing to optimise
+                cfg.optimized_metric = None
+            callbacks.append(evaluator)
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
         if loggers:
             callbacks.append(LoggerState())  # the W&B run id in checkpoints
@@ -151,8 +156,27 @@ def set_tf32(tf32: bool | None) -> None:
         torch.backends.cudnn.allow_tf32 = bool(tf32)
 
 
+def metric_value(metrics: Mapping[str, Any], name: str | None) -> float | None:
+    """The value of metric `name` in `metrics` (a trainer's `callback_metrics`) as a float, None
+    if `name` is None; raises MetricMissingError naming the metrics there if it is absent."""
+    if name is None:
+        return None
+    if name not in metrics:
+        raise MetricMissingError(
+            f"optimized_metric={name} was not logged by this run; it logged "
+            f"{sorted(metrics) or 'nothing'}. Set optimized_metric= to one of those (or null), "
+            "or make sure the metric runs (e.g. metric=fid with its weights, and a run that "
+            "reaches an evaluation)"
+        )
+    return float(metrics[name])
+
+
+class MetricMissingError(ConfigError):
+    """`optimized_metric` names a metric the run never logged (found after training)."""
+
+
 def train(cfg: DictConfig) -> float | None:
-    """Train one run; returns the best validation metric (None without one)."""
+    """Train one run; returns the value of `cfg.optimized_metric` (None when it is null)."""
     continue_run(cfg)  # a resume writes into its run folder: decided before anything is announced
     announce_outputs(cfg)
     apply_extras(cfg)  # tags into cfg (and so into the loggers), config tree, tags.log
@@ -163,9 +187,8 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = check_resume(cfg, model)
     log_run_config(trainer, model.run_config)  # the resolved config as W&B run config etc.
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    best = getattr(model, "best_metric", None)
     log.info("finished at %.1f kimg; output in %s", model.nimg / 1000, cfg.paths.output_dir)
-    return best
+    return metric_value(trainer.callback_metrics, cfg.get("optimized_metric"))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

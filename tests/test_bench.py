@@ -3,7 +3,11 @@
 import json
 import math
 
+import pytest
+
 from ganlab.bench import main
+from ganlab.bench_fid import time_evaluation
+from tests.fid_helpers import TinyFeatures
 
 TINY = ["--quick", "--resolution", "16", "--batch", "8", "--steps", "2", "--skip", "loader",
         "--skip", "fid", "--"]
@@ -33,3 +37,12 @@ def test_training_step_has_no_host_sync_outside_logging_steps(tmp_path):
     (row,) = json.loads(path.read_text())["training"]
     assert (row["side"], row["fading"]) == (16, True)
     assert row["host_syncs_per_step"] == 0
+
+
+def test_time_evaluation_scores_a_cache_miss_then_a_hit():
+    result = time_evaluation(resolution=16, num_real=8, num_fake=8, batch_size=8,
+                             extractor=TinyFeatures())
+    assert (result["num_real"], result["num_fake"], result["weights"]) == (8, 8, "TinyFeatures")
+    assert result["miss_s"] > 0 and result["hit_s"] > 0
+    assert math.isfinite(result["fid_miss"])
+    assert result["fid_hit"] == pytest.approx(result["fid_miss"], rel=1e-6)  # same fakes

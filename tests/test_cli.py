@@ -11,9 +11,9 @@ from hydra.errors import MissingConfigException
 from PIL import Image
 
 from ganlab.generate import main as generate_main
-from ganlab.run import build, check_resume, train
+from ganlab.run import MetricMissingError, build, check_resume, metric_value, train
 from ganlab.utils import ConfigError
-from tests.conftest import compose_config
+from tests.conftest import compose_config, read_metrics
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,30 @@ def test_missing_and_foreign_checkpoints_are_rejected(make_cfg, tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="is not a ganlab checkpoint"):
         check_resume(make_cfg(f"ckpt_path={junk}"), model)
+
+
+def test_optimized_metric_is_looked_up_by_name_with_a_clear_error():
+    metrics = {"val/fid_best": torch.tensor(12.5), "train/d_loss": torch.tensor(1.0)}
+    assert metric_value(metrics, "val/fid_best") == 12.5
+    assert metric_value(metrics, None) is None
+    with pytest.raises(MetricMissingError, match=r"optimized_metric=val/kid_mean was not logged.*"
+                       r"\['train/d_loss', 'val/fid_best'\]"):
+        metric_value(metrics, "val/kid_mean")
+
+
+def test_optimized_metric_defaults_follow_the_metric(tmp_path):
+    assert compose_config(["metric=fid"], tmp_path).optimized_metric == "val/fid_best"
+    assert compose_config(["metric=none"], tmp_path).optimized_metric is None
+    sweep = compose_config(["hparams_search=optuna_fid"], tmp_path)
+    assert sweep.optimized_metric == "val/fid_best"
+
+
+def test_train_returns_any_logged_metric_by_name(make_cfg, tmp_path):
+    cfg = make_cfg("kimg=0.032", "optimized_metric=train/d_loss")
+    value = train(cfg)
+    assert value == pytest.approx(read_metrics(tmp_path / "run")["train/d_loss"][-1])
+    with pytest.raises(MetricMissingError, match=r"val/fid_best was not logged.*'train/d_loss'"):
+        train(make_cfg("kimg=0.032", "optimized_metric=val/fid_best", name="missing"))
 
 
 def test_cli_exits_2_with_the_message_before_training(tmp_path):

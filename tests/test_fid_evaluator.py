@@ -83,7 +83,9 @@ def test_training_logs_val_fid_and_keeps_the_best_checkpoint(make_cfg, tmp_path)
     assert len(fids) == 4 and all(math.isfinite(f) for f in fids)
     assert columns["val/kimg"] == [0.128, 0.256, 0.384, 0.512]
     assert set(columns["val/num_real"]) == {64.0} and set(columns["val/num_fake"]) == {64.0}
-    assert best == pytest.approx(min(fids), rel=1e-6)
+    assert best == pytest.approx(min(fids), rel=1e-6)  # optimized_metric: val/fid_best
+    bests = [min(fids[: i + 1]) for i in range(len(fids))]
+    assert columns["val/fid_best"] == pytest.approx(bests, rel=1e-6)  # the lowest so far
     saved = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     state = next(v for k, v in saved["callbacks"].items() if "FIDEvaluator" in k)
     assert state["best_fid"] == pytest.approx(min(fids), rel=1e-6)
@@ -137,5 +139,5 @@ def test_resume_restores_the_best_fid(make_cfg):
     datamodule, model, trainer = build(make_cfg(*TINY_FID, "kimg=0.128", name="resumed"))
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(last))  # nothing left to train
     (evaluator,) = [c for c in trainer.callbacks if isinstance(c, FIDEvaluator)]
-    assert evaluator.best_fid == best == model.best_metric
+    assert evaluator.best_fid == best == float(trainer.callback_metrics["val/fid_best"])
     assert evaluator.last_nimg == 128  # not evaluated again at the resume point

@@ -76,7 +76,8 @@ def test_run_with_weights_path_logs_val_fid_kid_and_is(make_cfg, inception_weigh
     assert columns["val/fid"][0] > 0 and columns["val/is_mean"][0] >= 1.0 - 1e-5
     assert columns["val/num_real"] == [6.0] and columns["val/num_fake"] == [6.0]
     assert (run / "checkpoints" / "best.ckpt").is_file()
-    assert model.best_metric == pytest.approx(columns["val/fid"][0], rel=1e-6)
+    best = float(trainer.callback_metrics["val/fid_best"])
+    assert best == pytest.approx(columns["val/fid"][0], rel=1e-6)
 
     (entry,) = list((Path(cfg.paths.cache_dir) / "fid").glob("shapes_val_16px_n6_*.npz"))
     assert "features" in np.load(entry)  # KID needs the real features cached

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from ganlab.nets.dcgan import Discriminator, Generator, dcgan_widths
+from ganlab.nets.dcgan import Discriminator, Generator
+from ganlab.nets.layers import doubling_widths
 from ganlab.utils import ConfigError
 
 
@@ -16,8 +17,13 @@ def test_shapes_at_every_resolution(resolution):
 
 
 def test_widths_double_towards_4x4_and_are_capped():
-    assert dcgan_widths(64, 64, 512) == [512, 256, 128, 64]
-    assert dcgan_widths(64, 64, 256) == [256, 256, 128, 64]
+    """DCGAN's maps end at R/2: `width` there, doubling towards 4x4."""
+    assert doubling_widths(32, 64, 512) == {4: 512, 8: 256, 16: 128, 32: 64}
+    assert list(doubling_widths(32, 64, 256).values()) == [256, 256, 128, 64]
+    convs = [m for m in Generator(resolution=64, width=64).modules()
+             if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in convs] == [512, 256, 128, 64, 3]
+    assert doubling_widths(2, 64, 512) == {}
 
 
 @pytest.mark.parametrize("resolution", [4, 24, 512])

@@ -4,8 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab.nets.layers import MinibatchDiscrimination, MinibatchStdDev, SelfAttention
-from ganlab.nets.sagan import Discriminator, Generator, attention_sides, sagan_widths
+from ganlab.nets.layers import (
+    MinibatchDiscrimination,
+    MinibatchStdDev,
+    SelfAttention,
+    doubling_widths,
+)
+from ganlab.nets.sagan import Discriminator, Generator, attention_sides
 from ganlab.utils import ConfigError
 
 TINY = {"width": 2, "max_width": 8}
@@ -77,8 +82,9 @@ def test_attention_placement_and_validation():
 
 
 def test_widths_double_towards_4x4_and_are_capped():
-    assert sagan_widths(32, 64, 512) == {4: 512, 8: 256, 16: 128, 32: 64}
-    assert sagan_widths(64, 64, 256) == {4: 256, 8: 256, 16: 256, 32: 128, 64: 64}
+    """SAGAN's maps go up to R: `width` at the image side."""
+    assert doubling_widths(64, 64, 256) == {4: 256, 8: 256, 16: 256, 32: 128, 64: 64}
+    assert Generator(resolution=32, width=64).widths == {4: 512, 8: 256, 16: 128, 32: 64}
 
 
 def top_singular_values(net: nn.Module) -> list[float]:

@@ -103,6 +103,17 @@ def test_attention_image_has_no_side_effects(make_cfg):
     assert AttentionMaps().render(plain) is None
 
 
+def test_attention_images_take_their_folder_and_interval_from_the_config(make_cfg, tmp_path):
+    _, model, _ = build(make_cfg("model=sagan", *SHORT))
+    (maps,) = model.configure_callbacks()
+    assert maps.dirpath == tmp_path / "run" / "samples"  # ${paths.output_dir}/samples
+    assert maps.every_nimg == 32  # callbacks.samples.every_kimg
+    _, model, _ = build(make_cfg("model=sagan", *SHORT, "model.attention_every_kimg=0.064"))
+    assert model.configure_callbacks()[0].every_nimg == 64
+    _, off, _ = build(make_cfg("model=sagan", "callbacks.samples=null", name="off"))
+    assert off.configure_callbacks() == []  # no sample grids: no attention images either
+
+
 def check_run(run: Path) -> dict[str, list[float]]:
     columns = read_metrics(run)
     for column in ["train/attn_gamma_g16", "train/attn_gamma_d16", "train/d_loss",

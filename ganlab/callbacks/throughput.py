@@ -6,6 +6,8 @@ import time
 
 import pytorch_lightning as pl
 
+from ganlab import lightning_api
+
 
 class Throughput(pl.Callback):
     """Logs `train/img_per_s`: real images shown per second of wall clock, all ranks together,
@@ -19,7 +21,7 @@ class Throughput(pl.Callback):
         self.last = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not trainer._logger_connector.should_update_logs:
+        if not lightning_api.should_log(trainer):
             return
         now = time.perf_counter()
         if self.last is not None and now > self.last[0]:

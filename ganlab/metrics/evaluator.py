@@ -4,7 +4,8 @@ Each evaluation: real statistics of `num_real` validation images at the current 
 come from memory, else from the on-disk cache, else from the images themselves (then cached; a
 hit never reads a real image); `num_fake` fakes from the EMA generator with fresh latents are
 generated batch by batch and fed to the one feature extractor; `val/fid` (+ counts, KID, IS) goes
-to every logger at that step; `checkpoints/best.ckpt` follows the lowest FID.
+to every logger at that step, with `val/fid_best` (the lowest so far: what `optimized_metric`
+names for sweeps); `checkpoints/best.ckpt` follows the lowest FID.
 
 Under DDP every rank featurises its share of reals and fakes and torchmetrics sums the states;
 rank 0 alone reads or writes the cache and holds cached statistics.
@@ -16,7 +17,6 @@ fixed at setup, so a cache hit could not skip the real images.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Iterator
@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader
 
+from ganlab import lightning_api
 from ganlab.data.base import collate_images, to_uint8
+from ganlab.logs import get_logger
 from ganlab.metrics.cache import FeatureStats, entry_path, load_stats, save_stats, stats_key
 from ganlab.metrics.fid import FeatureMetrics
 from ganlab.metrics.inception import (
@@ -39,11 +40,10 @@ from ganlab.metrics.inception import (
     file_digest,
     find_weights,
     module_digest,
-    random_inception,
 )
 from ganlab.utils import ConfigError, check_int, check_positive, next_multiple
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # data config keys that change how images are loaded, not which images: left out of cache keys
 LOADER_KEYS = {
@@ -181,8 +181,7 @@ class FIDEvaluator(pl.Callback):
         except WeightsUnavailableError as error:
             if required:
                 raise ConfigError(str(error)) from None
-            if rank_zero_only.rank == 0:
-                log.warning("FID is off for this run: %s", error)
+            log.warning("FID is off for this run: %s", error)
             return None, {}
         identity = {"extractor": "torch-fidelity-inception-v3", "weights": file_digest(path)}
         return FeatureMetrics(extractor, **options), identity
@@ -204,8 +203,9 @@ class FIDEvaluator(pl.Callback):
         if not self.enabled:
             return
         self.next_nimg = self._next(pl_module.nimg)
-        if self.best_fid is not None:
-            pl_module.best_metric = self.best_fid
+        if self.best_fid is not None:  # resumed: what run.train returns, even if none runs now
+            best = torch.tensor(self.best_fid, dtype=torch.float64)
+            trainer.callback_metrics["val/fid_best"] = best
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         nimg = pl_module.nimg
@@ -214,8 +214,9 @@ class FIDEvaluator(pl.Callback):
         values = self.evaluate(pl_module, trainer.datamodule, nimg)
         self.last_nimg = nimg
         self.next_nimg = self._next(nimg)
-        self._log(trainer, {"kimg": nimg / 1000, **values})
         self._track_best(trainer, pl_module, values["fid"])
+        best = {} if self.best_fid is None else {"fid_best": self.best_fid}
+        self._log(trainer, {"kimg": nimg / 1000, **values, **best})
 
     def _next(self, nimg: int) -> float:
         return math.inf if self.every_nimg is None else next_multiple(nimg, self.every_nimg)
@@ -227,18 +228,17 @@ class FIDEvaluator(pl.Callback):
 
     @staticmethod
     def _log(trainer: pl.Trainer, values: dict[str, float]) -> None:
-        """val/* to every logger at this step, once. (`self.log` from a callback would repeat the
-        value in every later logged step: Lightning keeps step values until the epoch ends.)"""
-        metrics = {f"val/{name}": value for name, value in values.items()}
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
-        if trainer.is_global_zero:
-            trainer._logger_connector.log_metrics(metrics)
+        """val/* to every logger at this step, once, and into `trainer.callback_metrics` (what
+        `run.train` returns). (`self.log` from a callback would repeat the value in every later
+        logged step: Lightning keeps step values until the epoch ends.)"""
+        lightning_api.log_out_of_band(
+            trainer, {f"val/{name}": value for name, value in values.items()}
+        )
 
     def _track_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule, fid: float) -> None:
         if not math.isfinite(fid) or (self.best_fid is not None and fid >= self.best_fid):
             return
         self.best_fid, self.best_nimg = fid, pl_module.nimg
-        pl_module.best_metric = fid
         if self.checkpoint_dir is not None and pl_module.weights_are_finite():
             trainer.save_checkpoint(self.checkpoint_dir / "best.ckpt")  # all ranks; rank 0 writes
 
@@ -259,15 +259,14 @@ class FIDEvaluator(pl.Callback):
             raise ConfigError(f"FID needs >= 2 validation images, the split has {num_real}")
         num_fake = self.num_fake or num_real
         resolution = datamodule.resolution
-        if rank == 0:
-            log.info(
-                "FID at kimg %g: %d fakes vs %d reals at %d px on %s ...",
-                nimg / 1000,
-                num_fake,
-                num_real,
-                resolution,
-                module.device,
-            )
+        log.info(
+            "FID at kimg %g: %d fakes vs %d reals at %d px on %s ...",
+            nimg / 1000,
+            num_fake,
+            num_real,
+            resolution,
+            module.device,
+        )
         source = self._add_reals(module, datamodule, num_real, rank, world)
         seed = int(np.random.SeedSequence([self.seed, nimg, rank]).generate_state(1)[0])
         fakes = self.fake_batches(module, _share(num_fake, rank, world), seed, resolution)
@@ -280,14 +279,13 @@ class FIDEvaluator(pl.Callback):
             "resolution": resolution,
             "seconds": time.perf_counter() - start,
         }
-        if rank == 0:
-            log.info(
-                "FID at kimg %g: %.3f (real statistics %s; %.1f s)",
-                nimg / 1000,
-                values["fid"],
-                source,
-                values["seconds"],
-            )
+        log.info(
+            "FID at kimg %g: %.3f (real statistics %s; %.1f s)",
+            nimg / 1000,
+            values["fid"],
+            source,
+            values["seconds"],
+        )
         return values
 
     def _add_reals(
@@ -410,67 +408,3 @@ class FIDEvaluator(pl.Callback):
                 log.warning("could not write the FID cache entry %s (%s)", path, error)
                 return
             log.info("cached real statistics (%d images) in %s", stats.num, path)
-
-
-# ----------------------------------------------------------------------------- timing
-def time_evaluation(
-    resolution: int = 64,
-    num_real: int = 256,
-    num_fake: int | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
-    weights_path: str | None = None,
-) -> dict[str, Any]:
-    """Time one FID evaluation of a random DCGAN generator on the shapes dataset at `resolution`,
-    first without cached real statistics (reals read and featurised), then with them (fakes
-    only). Uses the Inception weights if found, else a random InceptionV3 of identical cost.
-
-    Returns {'resolution', 'num_real', 'num_fake', 'device', 'weights', 'miss_s', 'hit_s',
-    'speedup', 'fid_miss', 'fid_hit'}; for ganlab.bench.
-    """
-    import tempfile
-
-    from ganlab.data.shapes import ShapesDataModule
-    from ganlab.losses import NonSaturating
-    from ganlab.models.dcgan import DCGAN
-    from ganlab.nets.dcgan import Discriminator, Generator
-
-    datamodule = ShapesDataModule(
-        resolution=resolution, num_images=1, num_val_images=num_real, eval_batch_size=batch_size
-    )
-    datamodule.setup("fit")
-    module = DCGAN(
-        Generator(resolution=resolution), Discriminator(resolution=resolution), NonSaturating()
-    )
-    module.to(device)
-    try:
-        extractor, weights = InceptionFeatures.from_file(find_weights(weights_path)), "inception"
-    except WeightsUnavailableError:
-        extractor, weights = InceptionFeatures(random_inception()), "random (timing only)"
-    with tempfile.TemporaryDirectory() as tmp:
-        evaluator = FIDEvaluator(
-            num_real=num_real,
-            num_fake=num_fake,
-            batch_size=batch_size,
-            feature_extractor=extractor,
-            cache_dir=tmp,
-        )
-        evaluator.metrics.to(device)
-        with torch.no_grad():  # warm-up (first-call allocations), not timed
-            warm_up = torch.zeros(2, 3, resolution, resolution, dtype=torch.uint8, device=device)
-            evaluator.metrics.extractor(warm_up)
-        miss = evaluator.evaluate(module, datamodule)
-        evaluator.memory.clear()  # the hit below reads the disk cache, as a new run would
-        hit = evaluator.evaluate(module, datamodule)
-    return {
-        "resolution": resolution,
-        "num_real": num_real,
-        "num_fake": miss["num_fake"],
-        "device": device,
-        "weights": weights,
-        "miss_s": miss["seconds"],
-        "hit_s": hit["seconds"],
-        "speedup": miss["seconds"] / hit["seconds"],
-        "fid_miss": miss["fid"],
-        "fid_hit": hit["fid"],
-    }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import os
 import urllib.request
 from pathlib import Path
@@ -29,7 +28,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     FeatureExtractorInceptionV3,
 )
 
-log = logging.getLogger(__name__)
+from ganlab.logs import get_logger
+
+log = get_logger(__name__)
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = URL_INCEPTION_V3

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from ganlab import lightning_api
 from ganlab.losses import GANLoss, check_batchnorm_with_penalty
 from ganlab.utils import ConfigError, check_int, check_positive
 
@@ -204,7 +205,7 @@ class GANModule(pl.LightningModule):
 
     def log_train(self, logs: dict[str, Tensor], batch_size: int) -> None:
         """Log at Lightning's logging interval only: the one host sync of the step happens here."""
-        if not self.trainer._logger_connector.should_update_logs:
+        if not lightning_api.should_log(self.trainer):
             return
         self.check_finite(logs)
         opt_g, opt_d = self.optimizers()

@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
-from ganlab.callbacks.samples import SampleGrid
 from ganlab.models.base import GANModule
 from ganlab.nets.layers import SelfAttention, enable_double_backward
-from ganlab.utils import ConfigError
+from ganlab.utils import ConfigError, check_positive, next_multiple
 
 
 def attention_layers(net: nn.Module) -> dict[str, SelfAttention]:
@@ -35,16 +34,28 @@ class SAGAN(GANModule):
     Args:
         attention_query: (row, col) of the query pixel of the attention-map images, as fractions
             of the side in [0, 1).
+        attention_dir: folder of the attention-map images (None: none are written); the config
+            passes the sample grids' folder.
+        attention_every_kimg: their interval, kimg (None: none); the config passes the sample
+            grids' interval, so each image sits beside the grid of the same nimg.
         **kwargs: GANModule's arguments (generator, discriminator, loss, lr_g, lr_d, ...).
     """
 
-    def __init__(self, attention_query: Sequence[float] = (0.5, 0.5), **kwargs) -> None:
+    def __init__(
+        self,
+        attention_query: Sequence[float] = (0.5, 0.5),
+        attention_dir: str | None = None,
+        attention_every_kimg: float | None = None,
+        **kwargs,
+    ) -> None:
         attention_query = tuple(float(v) for v in attention_query)  # plain floats: weights_only
         if len(attention_query) != 2 or not all(0 <= v < 1 for v in attention_query):
             raise ConfigError(
                 f"model.attention_query={list(attention_query)} must be [row, col] fractions in "
                 "[0, 1), e.g. [0.5, 0.5] for the centre pixel"
             )
+        if attention_every_kimg is not None:
+            check_positive(attention_every_kimg, "model.attention_every_kimg")
         super().__init__(**kwargs)
         if self.loss.needs_double_backward:
             enable_double_backward(self.discriminator)
@@ -58,7 +69,10 @@ class SAGAN(GANModule):
         return logs
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [AttentionMaps(self.hparams.attention_query)]
+        dirpath, every_kimg = self.hparams.attention_dir, self.hparams.attention_every_kimg
+        if dirpath is None or every_kimg is None:
+            return []
+        return [AttentionMaps(self.hparams.attention_query, dirpath=dirpath, every_kimg=every_kimg)]
 
 
 # --------------------------------------------------------------------------- attention images
@@ -125,40 +139,52 @@ def attention_panels(
 
 
 class AttentionMaps(pl.Callback):
-    """After each sample grid, writes `samples/attention_{nimg:09d}.png` beside it (rank 0).
+    """Writes `dirpath/attention_{nimg:09d}.png` every `every_kimg` and at the end (rank 0): on
+    the sample grids' schedule (SampleGrid), so with their folder and interval each image sits
+    beside a grid `fakes_{nimg:09d}.png`.
 
     For the first fixed latent: the EMA generator's image, and for each attention block of the
     EMA generator (rows `g*`) and of D applied to that image (rows `d*`), the attention of one
     query pixel over all positions. Runs in eval mode and draws no random numbers, so training
-    is unaffected. Follows the SampleGrid callback (interval, folder); without one it is idle.
+    is unaffected.
 
     Args:
         query: (row, col) of the query pixel, fractions of the side.
         size: side of each panel, px.
+        dirpath: folder of the images (None: `save` only, e.g. tests).
+        every_kimg: interval in thousands of real images shown (None: `save` only).
     """
 
-    def __init__(self, query: tuple[float, float] = (0.5, 0.5), size: int = 128) -> None:
+    def __init__(
+        self,
+        query: tuple[float, float] = (0.5, 0.5),
+        size: int = 128,
+        dirpath: str | Path | None = None,
+        every_kimg: float | None = None,
+    ) -> None:
         self.query, self.size = query, size
+        self.dirpath = None if dirpath is None else Path(dirpath)
+        self.every_nimg = None if every_kimg is None else int(every_kimg * 1000)
+        self.next_nimg = 0
         self.last_saved_nimg = -1
 
-    @staticmethod
-    def sample_grid(trainer: pl.Trainer) -> SampleGrid | None:
-        return next((c for c in trainer.callbacks if isinstance(c, SampleGrid)), None)
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_nimg is not None:
+            self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.follow(trainer, pl_module)
+        if self.every_nimg is not None and pl_module.nimg >= self.next_nimg:
+            self.follow(trainer, pl_module)
+            self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.follow(trainer, pl_module)
+        if self.every_nimg is not None and pl_module.nimg != self.last_saved_nimg:
+            self.follow(trainer, pl_module)
 
     def follow(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        grid = self.sample_grid(trainer)
-        if grid is None or grid.last_saved_nimg != pl_module.nimg:
-            return
-        if pl_module.nimg != self.last_saved_nimg:
-            self.last_saved_nimg = pl_module.nimg
-            if trainer.is_global_zero:
-                self.save(pl_module, grid.dirpath)
+        self.last_saved_nimg = pl_module.nimg
+        if trainer.is_global_zero and self.dirpath is not None:
+            self.save(pl_module, self.dirpath)
 
     @torch.no_grad()
     def render(self, pl_module: SAGAN) -> Tensor | None:

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ganlab.nets.layers import minibatch_layers
-from ganlab.utils import check_positive, check_resolution, log2_int
-
-
-def dcgan_widths(resolution: int, width: int, max_width: int) -> list[int]:
-    """Channels of the feature maps at 4x4, 8x8, ..., resolution/2 (doubling towards 4x4)."""
-    num_blocks = log2_int(resolution) - 2
-    return [min(width * 2 ** (num_blocks - 1 - i), max_width) for i in range(num_blocks)]
+from ganlab.nets.layers import doubling_widths, minibatch_layers
+from ganlab.utils import check_positive, check_resolution
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -43,7 +37,7 @@ class Generator(nn.Module):
         check_resolution(resolution, 8, 256, "data.resolution")
         check_positive(width, "model.generator.width")
         self.z_dim, self.resolution = z_dim, resolution
-        widths = dcgan_widths(resolution, width, max_width)
+        widths = list(doubling_widths(resolution // 2, width, max_width).values())  # 4 ... R/2
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(z_dim, widths[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -82,7 +76,7 @@ class Discriminator(nn.Module):
         check_resolution(resolution, 8, 256, "data.resolution")
         check_positive(width, "model.discriminator.width")
         self.resolution = resolution
-        widths = dcgan_widths(resolution, width, max_width)[::-1]  # R/2 ... 4x4
+        widths = list(doubling_widths(resolution // 2, width, max_width).values())[::-1]
         layers: list[nn.Module] = [
             nn.Conv2d(3, widths[0], 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),

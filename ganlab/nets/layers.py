@@ -1,5 +1,5 @@
 """Layers shared by the networks: equalized learning rate, pixel norm, minibatch stddev,
-self-attention, minibatch discrimination."""
+self-attention, minibatch discrimination; and the doubling channel widths of DCGAN and SAGAN."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ganlab.utils import ConfigError
+
+
+def doubling_widths(top: int, width: int, max_width: int) -> dict[int, int]:
+    """Channels of the feature map at each side 4, 8, ..., `top`: `width` at `top`, doubling
+    towards 4x4, capped at `max_width` (DCGAN: top = R/2; SAGAN: top = R). {} when top < 4."""
+    sides = [2**k for k in range(2, top.bit_length())]
+    return {side: min(width * top // side, max_width) for side in sides}
 
 
 class EqualizedConv2d(nn.Module):

@@ -20,17 +20,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
-from ganlab.nets.layers import SelfAttention, minibatch_layers
+from ganlab.nets.layers import SelfAttention, doubling_widths, minibatch_layers
 from ganlab.utils import ConfigError, check_positive, check_resolution, is_power_of_two
 
 LRELU_SLOPE = 0.1  # LeakyReLU slope in D (heykeetae/Self-Attention-GAN, SNGAN)
-
-
-def sagan_widths(resolution: int, width: int, max_width: int) -> dict[int, int]:
-    """Channels of the feature map at each side 4, 8, ..., resolution: `width` at the image
-    side, doubling towards 4x4, capped at `max_width`."""
-    sides = [2**k for k in range(2, resolution.bit_length())]
-    return {side: min(width * resolution // side, max_width) for side in sides}
 
 
 def attention_sides(attention: int | Iterable[int] | None, resolution: int, key: str) -> list[int]:
@@ -86,7 +79,7 @@ class Generator(nn.Module):
         check_positive(width, "model.generator.width")
         check_positive(z_dim, "model.generator.z_dim")
         self.z_dim, self.resolution = z_dim, resolution
-        self.widths = sagan_widths(resolution, width, max_width)
+        self.widths = doubling_widths(resolution, width, max_width)  # width at R
         self.attention_sides = attention_sides(attention, resolution, "model.generator.attention")
         w4 = self.widths[4]
         self.stem = nn.Linear(z_dim, w4 * 16)
@@ -144,7 +137,7 @@ class Discriminator(nn.Module):
         check_resolution(resolution, 8, 256, "data.resolution")
         check_positive(width, "model.discriminator.width")
         self.resolution = resolution
-        self.widths = sagan_widths(resolution, width, max_width)
+        self.widths = doubling_widths(resolution, width, max_width)  # width at R
         self.attention_sides = attention_sides(
             attention, resolution, "model.discriminator.attention"
         )
