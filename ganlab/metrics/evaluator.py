@@ -4,7 +4,7 @@ Each evaluation: real statistics of `num_real` validation images at the current 
 come from memory, else from the on-disk cache, else from the images themselves (then cached; a
 hit never reads a real image); `num_fake` fakes from the EMA generator with fresh latents are
 generated batch by batch and fed to the one feature extractor; `val/fid` (+ counts, KID, IS) goes
-to every logger at that step, with `val/fid_best` (the lowest so far: what `optimized_metric`
+to every logger at that step, with `val/fid_best` (`val/<name>_best`) (the lowest so far: what `optimized_metric`
 names for sweeps); `checkpoints/best.ckpt` follows the lowest FID.
 
 Under DDP every rank featurises its share of reals and fakes and torchmetrics sums the states;
@@ -17,6 +17,7 @@ fixed at setup, so a cache hit could not skip the real images.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from collections.abc import Iterator
@@ -44,6 +45,9 @@ from ganlab.metrics.inception import (
 from ganlab.utils import ConfigError, check_int, check_positive, next_multiple
 
 log = get_logger(__name__)
+
+# metric.feature_extractor names -> the extractor class ("module.Class"), besides {_target_: ...}
+EXTRACTORS = {"shapes": "ganlab.metrics.shapes_features.ShapesFeatures"}
 
 # data config keys that change how images are loaded, not which images: left out of cache keys
 LOADER_KEYS = {
@@ -77,6 +81,27 @@ def _rank0_decides(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def _named_extractor(extractor: Any, data_target: str | None) -> nn.Module | None:
+    """metric.feature_extractor as a module: a name from EXTRACTORS is instantiated; an
+    extractor tied to one dataset (`data_target` attribute) refuses another before training."""
+    if isinstance(extractor, str):
+        if extractor not in EXTRACTORS:
+            raise ConfigError(
+                f"metric.feature_extractor={extractor!r} is not a known extractor; use one of "
+                f"{sorted(EXTRACTORS)} or {{_target_: module.Class}} (null: Inception)"
+            )
+        module_name, class_name = EXTRACTORS[extractor].rsplit(".", 1)
+        extractor = getattr(importlib.import_module(module_name), class_name)()
+    wanted = getattr(extractor, "data_target", None)
+    if wanted and data_target and data_target != wanted:
+        raise ConfigError(
+            f"metric.feature_extractor={type(extractor).__name__} scores images of "
+            f"{wanted} only, but data._target_={data_target}: use metric=fid for this data, "
+            f"or data=shapes"
+        )
+    return extractor
+
+
 def _share(total: int, rank: int, world: int) -> int:
     """This rank's part of `total` items split over `world` ranks (parts differ by at most 1)."""
     return total // world + (rank < total % world)
@@ -84,6 +109,7 @@ def _share(total: int, rank: int, world: int) -> int:
 
 class FIDEvaluator(pl.Callback):
     """`metric=fid`: FID (+ KID, IS) of the EMA generator, the real-statistics cache, best.ckpt.
+    `metric=shapes`: the same with the shapes feature net, logged as val/fd_shapes (`name`).
 
     Args:
         every_kimg: evaluation interval in thousands of real images shown (None: only at the end).
@@ -97,11 +123,18 @@ class FIDEvaluator(pl.Callback):
             without FID (False).
         cache_dir: folder of the real-statistics cache (None: no disk cache).
         kid, kid_subsets, kid_subset_size: also KID, with these subsets.
+        prdc: also precision / recall (k = 3) and density / coverage (k = 5); caches the real
+            features as KID does.
         inception_score: also IS of the fakes.
-        feature_extractor: a module mapping uint8 [N, 3, r, r] to [N, d], replacing Inception.
+        feature_extractor: a module mapping uint8 [N, 3, r, r] to [N, d], replacing Inception,
+            or the name of one (EXTRACTORS: 'shapes').
         checkpoint_dir: where best.ckpt goes (None: no best.ckpt).
         stop_kimg: the run's length in kimg; the run is also evaluated when it gets there.
         seed: seed of the fake latents (with kimg and rank) and of KID / IS subsets.
+        name: the distance's logged name (val/<name>) and what best.ckpt follows ('fid';
+            metric=shapes: 'fd_shapes').
+        data_target: the data config's _target_; an extractor with a `data_target` attribute
+            (the shapes features) refuses other data.
     """
 
     def __init__(
@@ -119,11 +152,17 @@ class FIDEvaluator(pl.Callback):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         inception_score: bool = False,
-        feature_extractor: nn.Module | None = None,
+        feature_extractor: nn.Module | str | None = None,
         checkpoint_dir: str | None = None,
         stop_kimg: float | None = None,
         seed: int = 0,
+        name: str = "fid",
+        data_target: str | None = None,
+        prdc: bool = False,
     ) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"metric.name={name!r} must be a word such as fid or fd_shapes")
+        self.name = name
         if every_kimg is not None:
             check_positive(every_kimg, "metric.every_kimg")
         check_int(num_real, "metric.num_real", 2)
@@ -143,6 +182,7 @@ class FIDEvaluator(pl.Callback):
         self.best_nimg: int | None = None
         self.last_nimg = -1
         self.next_nimg = 0
+        feature_extractor = _named_extractor(feature_extractor, data_target)
         self.metrics, self.extractor_id = self._build(
             feature_extractor,
             weights_path,
@@ -153,6 +193,7 @@ class FIDEvaluator(pl.Callback):
             inception_score=inception_score,
             kid_subsets=kid_subsets,
             kid_subset_size=kid_subset_size,
+            prdc=prdc,
         )
 
     # ------------------------------------------------------------------ set-up
@@ -205,7 +246,7 @@ class FIDEvaluator(pl.Callback):
         self.next_nimg = self._next(pl_module.nimg)
         if self.best_fid is not None:  # resumed: what run.train returns, even if none runs now
             best = torch.tensor(self.best_fid, dtype=torch.float64)
-            trainer.callback_metrics["val/fid_best"] = best
+            trainer.callback_metrics[f"val/{self.name}_best"] = best
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         nimg = pl_module.nimg
@@ -214,8 +255,8 @@ class FIDEvaluator(pl.Callback):
         values = self.evaluate(pl_module, trainer.datamodule, nimg)
         self.last_nimg = nimg
         self.next_nimg = self._next(nimg)
-        self._track_best(trainer, pl_module, values["fid"])
-        best = {} if self.best_fid is None else {"fid_best": self.best_fid}
+        self._track_best(trainer, pl_module, values[self.name])
+        best = {} if self.best_fid is None else {f"{self.name}_best": self.best_fid}
         self._log(trainer, {"kimg": nimg / 1000, **values, **best})
 
     def _next(self, nimg: int) -> float:
@@ -273,6 +314,7 @@ class FIDEvaluator(pl.Callback):
         for images in fakes:
             self.metrics.update(images, real=False)
         values = self.metrics.compute(seed=self.seed)
+        values[self.name] = values.pop("fid")  # 'fid', or e.g. 'fd_shapes' for other features
         values |= {
             "num_real": num_real,
             "num_fake": num_fake,
@@ -280,9 +322,10 @@ class FIDEvaluator(pl.Callback):
             "seconds": time.perf_counter() - start,
         }
         log.info(
-            "FID at kimg %g: %.3f (real statistics %s; %.1f s)",
+            "%s at kimg %g: %.3f (real statistics %s; %.1f s)",
+            self.name,
             nimg / 1000,
-            values["fid"],
+            values[self.name],
             source,
             values["seconds"],
         )
@@ -378,6 +421,7 @@ class FIDEvaluator(pl.Callback):
             resolution=datamodule.resolution,
             num_real=num_real,
             kid=self.metrics.kid is not None,
+            prdc=self.metrics.prdc is not None,
             **self.extractor_id,
         )
 
