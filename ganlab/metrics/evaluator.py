@@ -4,8 +4,8 @@ Each evaluation: real statistics of `num_real` validation images at the current 
 come from memory, else from the on-disk cache, else from the images themselves (then cached; a
 hit never reads a real image); `num_fake` fakes from the EMA generator with fresh latents are
 generated batch by batch and fed to the one feature extractor; `val/fid` (+ counts, KID, IS) goes
-to every logger at that step, with `val/fid_best` (`val/<name>_best`) (the lowest so far: what `optimized_metric`
-names for sweeps); `checkpoints/best.ckpt` follows the lowest FID.
+to every logger at that step, with `val/fid_best` (generally `val/<name>_best`: the lowest so
+far, what `optimized_metric` names for sweeps); `checkpoints/best.ckpt` follows the lowest FID.
 
 Under DDP every rank featurises its share of reals and fakes and torchmetrics sums the states;
 rank 0 alone reads or writes the cache and holds cached statistics.
