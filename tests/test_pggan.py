@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlab.callbacks.progressive import GrowthPhase, GrowthSchedule
+from ganlab.models.pggan import GrowthPhase, GrowthSchedule
 from ganlab.nets.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev
 from ganlab.nets.progressive import Discriminator, Generator, paper_widths
 from ganlab.run import build

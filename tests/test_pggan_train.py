@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from ganlab.callbacks.progressive import GrowthPhase
+from ganlab.models.pggan import GrowthPhase
 from ganlab.run import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -23,6 +24,29 @@ log = logging.getLogger("ganlab")
 
 CHECKPOINT_KEY = "ganlab"
 CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A training phase that runs at every `interval`-th iteration (the last of each group of
+    `interval`), as the phases of stylegan2-ada's training_loop.py."""
+
+    name: str
+    interval: int
+
+    def due(self, iteration: int) -> bool:
+        """True if the phase runs at `iteration` (0-based count of training batches)."""
+        return (iteration + 1) % self.interval == 0
+
+
+def ema_beta(images: int, ema_kimg: float, ema_rampup: float | None, nimg: int) -> float:
+    """EMA decay after `images` real images (StyleGAN2-ADA): beta = 0.5 ** (images / ema_nimg),
+    ema_nimg = the half-life in images, `ema_kimg * 1000`, at most `ema_rampup * nimg` (nimg:
+    images shown so far) if ema_rampup is set. ema_kimg 0: beta 0, the EMA copies G."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, nimg * ema_rampup)
+    return 0.5 ** (images / max(ema_nimg, 1e-8))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,6 +99,8 @@ class GANModule(pl.LightningModule):
         channels_last: G, D and EMA-G weights in channels-last memory format (GPU tensor cores).
         compile: torch.compile G and D in place (see `speed_up`); D stays eager when the loss
             differentiates D's input gradient (WGAN-GP, R1: no double backward when compiled).
+        regenerate_fakes: the G step draws fresh latents (official PGGAN, SAGAN) instead of
+            reusing the D step's fakes (one G forward per iteration fewer).
     """
 
     def __init__(
@@ -92,6 +118,7 @@ class GANModule(pl.LightningModule):
         sample_seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        regenerate_fakes: bool = False,
     ) -> None:
         super().__init__()
         check_positive(lr_g, "model.lr_g")
@@ -111,15 +138,32 @@ class GANModule(pl.LightningModule):
         self.register_buffer("fixed_z", fixed_z, persistent=False)
         self.nimg = 0  # real images shown so far, over all ranks
         self.iteration = 0  # training batches seen (D steps)
+        self.ema_pending_nimg = 0  # real images shown since the last EMA update (checkpointed)
+        self.phases = (  # StyleGAN2-ADA's phases: name, every how many iterations
+            Phase("D", 1),
+            *([Phase("R1", loss.r1_interval)] if loss.lazy_r1 else []),
+            Phase("G", n_critic),
+        )
         self.run_config: dict | None = None  # resolved Hydra config, stored in checkpoints
         self._ema_pairs: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None = None
         speed_up(self, channels_last, compile)
 
     # ----------------------------------------------------------------- optimizers
+    @property
+    def d_mb_ratio(self) -> float:
+        """StyleGAN2's mb_ratio = interval / (interval + 1) of D's optimizer with lazy R1 (its lr
+        is multiplied by it and its betas raised to it, so D's steps per image stay as they
+        were); 1 without."""
+        interval = self.loss.r1_interval
+        return interval / (interval + 1) if self.loss.lazy_r1 else 1.0
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        betas = tuple(self.hparams.betas)
+        betas, ratio = tuple(self.hparams.betas), self.d_mb_ratio
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
+        d_betas = tuple(beta**ratio for beta in betas) if ratio != 1.0 else betas
+        opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=self.hparams.lr_d * ratio, betas=d_betas
+        )
         return [opt_g, opt_d]
 
     # ----------------------------------------------------------------- sampling
@@ -136,46 +180,73 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
-        """batch: reals [B, 3, R, R] in [-1, 1] at the current resolution."""
+        """One iteration on reals [B, 3, R, R] in [-1, 1] at the current resolution: the phases
+        due at this iteration (`self.phases`), in order D, R1, G, then the EMA."""
         real = batch
         opt_g, opt_d = self.optimizers()
-        train_g = (self.iteration + 1) % self.hparams.n_critic == 0
-        with torch.set_grad_enabled(train_g):
+        due = {phase.name: phase.due(self.iteration) for phase in self.phases}
+        regenerate = self.hparams.regenerate_fakes
+        with torch.set_grad_enabled(due["G"] and not regenerate):
             fake = self.generator(self.sample_z(real.shape[0]))
         assert fake.shape == real.shape, (
             f"G made {tuple(fake.shape)}, reals are {tuple(real.shape)}"
         )
-
-        d_loss, logs = self.loss.discriminator_step(self.discriminator, real, fake.detach())
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
-        opt_d.step()
-
-        if train_g:
-            self.discriminator.requires_grad_(False)
-            g_loss = self.loss.g_loss(self.discriminator(fake))
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
-            opt_g.step()
-            self.discriminator.requires_grad_(True)
-            logs["g_loss"] = g_loss.detach()
-
-        images_this_step = real.shape[0] * self.trainer.world_size
-        self.nimg += images_this_step
-        self.iteration += 1
-        if train_g:
-            self.update_ema(images_this_step)
+        logs = self.d_step(opt_d, real, fake.detach())
+        if due.get("R1"):
+            logs |= self.r1_step(opt_d, real)
+        if due["G"]:
+            if regenerate:  # fresh latents for the G step (official PGGAN and SAGAN code)
+                fake = self.generator(self.sample_z(real.shape[0]))
+            logs |= self.g_step(opt_g, fake)
+        self.count_images(real.shape[0] * self.trainer.world_size, g_stepped=due["G"])
         if 0 < self.trainer.max_steps <= self.trainer.global_step:
             self.trainer.should_stop = True  # last step: Lightning then also logs this one
         self.log_train(logs, batch_size=real.shape[0])
 
+    def d_step(self, opt_d: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """Phase D: one step on reals vs detached fakes [B, 3, R, R] (WGAN-GP's penalty and a
+        non-lazy R1 included). Returns the logged parts."""
+        d_loss, logs = self.loss.discriminator_step(self.discriminator, real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+        return logs
+
+    def r1_step(self, opt_d: Any, real: Tensor) -> dict[str, Tensor]:
+        """Phase R1 (lazy, every `loss.r1_interval` iterations): one D step on the R1 penalty of
+        reals [B, 3, R, R], scaled by the interval."""
+        r1_loss, logs = self.loss.r1_step(self.discriminator, real)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(r1_loss)
+        opt_d.step()
+        return logs
+
+    def g_step(self, opt_g: Any, fake: Tensor) -> dict[str, Tensor]:
+        """Phase G (every `n_critic` iterations): one step on D(fake), fake [B, 3, R, R] with
+        G's graph. D's weights get no gradient."""
+        self.discriminator.requires_grad_(False)
+        g_loss = self.loss.g_loss(self.discriminator(fake))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+        return {"g_loss": g_loss.detach()}
+
+    def count_images(self, images: int, g_stepped: bool) -> None:
+        """Advance `nimg` and `iteration` by one batch of `images` reals (all ranks); after a G
+        step, update the EMA over every real image shown since its last update."""
+        self.nimg += images
+        self.iteration += 1
+        self.ema_pending_nimg += images
+        if g_stepped:
+            self.update_ema(self.ema_pending_nimg)
+            self.ema_pending_nimg = 0
+
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
-        """EMA of G, half-life `ema_kimg`: p_ema <- beta * p_ema + (1 - beta) * p; buffers copy."""
-        ema_nimg = self.hparams.ema_kimg * 1000
-        if self.hparams.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, self.nimg * self.hparams.ema_rampup)
-        beta = 0.5 ** (images / max(ema_nimg, 1e-8))
+        """EMA of G after `images` real images: p_ema <- p.lerp(p_ema, beta), beta from
+        `ema_beta`; buffers are copied."""
+        beta = ema_beta(images, self.hparams.ema_kimg, self.hparams.ema_rampup, self.nimg)
         if self._ema_pairs is None:
             self._ema_pairs = (
                 list(self.generator_ema.parameters()),
@@ -253,6 +324,7 @@ class GANModule(pl.LightningModule):
             "model": type(self).__name__,
             "nimg": self.nimg,
             "iteration": self.iteration,
+            "ema_pending_nimg": self.ema_pending_nimg,
             "config": self.run_config,
         }
 
@@ -262,3 +334,4 @@ class GANModule(pl.LightningModule):
             raise ConfigError("this checkpoint was not written by ganlab (no 'ganlab' entry)")
         self.nimg = int(state["nimg"])
         self.iteration = int(state["iteration"])
+        self.ema_pending_nimg = int(state.get("ema_pending_nimg", 0))
