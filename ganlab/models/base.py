@@ -1,9 +1,35 @@
 """GANModule: the training loop every GAN variant shares.
 
-One iteration (one real batch): fakes are generated once; D takes one step on real vs
-fake.detach(); every `n_critic`-th iteration G takes one step on D(fake) and the EMA copy of G
-is updated. Progress is counted in real images shown (`nimg`), never in `global_step`, which
-Lightning advances once per optimizer call.
+Progress is counted in real images shown (`nimg`), never in `global_step`, which Lightning
+advances once per optimizer call. Training is a list of phases with intervals, as in
+stylegan2-ada's training_loop.py (`self.phases`): D every iteration, R1 every `loss.r1_interval`
+(only with `loss.r1_gamma > 0` and an interval > 1; otherwise R1 is part of the D step, and
+WGAN-GP's penalty always is), G every `model.n_critic`.
+
+One iteration, in order (Lightning 2.x hook order; callbacks first, then the module's hook):
+  before the batch
+    1. Lightning draws batch k's indices (sampler, at the batch size set so far), then
+       `ImageDataModule.on_after_batch_transfer` resizes / fades / flips the reals to the stage
+       set at the end of batch k-1 (or in `on_train_start` for the first batch).
+    2. `on_train_batch_start`: StopAtKimg (stop after this batch?), Throughput's clock; PGGAN
+       logs a pending fade start / end row (models/pggan.py).
+  training_step (this file)
+    3. fakes = G(z) once (grad only if G steps and `regenerate_fakes` is off)
+    4. phase D: `d_step` = loss.discriminator_step(D, reals, fakes.detach()) -> backward -> Adam
+    5. phase R1 (if due): `r1_step` = interval * gamma / 2 * R1(reals) -> backward -> Adam (D's
+       lr * mb_ratio, betas ** mb_ratio)
+    6. phase G (if due): fresh fakes if `regenerate_fakes`; `g_step` = loss.g_loss(D(fakes))
+       -> backward -> Adam, D frozen
+    7. `count_images`: nimg, iteration, images since the last EMA update; after a G step
+       `update_ema` with beta = `ema_beta(images since the last update, ...)` (PGGAN: a fading
+       block's EMA weights are G's)
+    8. `log_train` at Lightning's logging interval only (the one host sync)
+  after the batch: `on_train_batch_end`
+    9. callbacks in config order: SampleGrid, KimgCheckpoint (last.ckpt), Throughput, the FID
+       evaluator, PGGAN's StageGrids (a grid when the schedule is about to grow)
+   10. the module: PGGAN applies `GrowthSchedule.at(nimg)` for batch k+1 (stage, alpha, data
+       resolution / fade / batch size, lr, Adam reset at fade starts and ends)
+   11. Lightning writes the logged row.
 """
 
 from __future__ import annotations
