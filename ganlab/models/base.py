@@ -25,8 +25,8 @@ One iteration, in order (Lightning 2.x hook order; callbacks first, then the mod
        block's EMA weights are G's)
     8. `log_train` at Lightning's logging interval only (the one host sync)
   after the batch: `on_train_batch_end`
-    9. callbacks in config order: SampleGrid, KimgCheckpoint (last.ckpt), Throughput, the FID
-       evaluator, PGGAN's StageGrids (a grid when the schedule is about to grow)
+    9. callbacks in config order: PGGAN's StageGrids (a grid when the schedule is about to
+       grow), SampleGrid, KimgCheckpoint (last.ckpt), Throughput, then the FID evaluator
    10. the module: PGGAN applies `GrowthSchedule.at(nimg)` for batch k+1 (stage, alpha, data
        resolution / fade / batch size, lr, Adam reset at fade starts and ends)
    11. Lightning writes the logged row.
