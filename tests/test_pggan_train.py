@@ -143,7 +143,7 @@ def test_ema_follows_growth_keeps_the_newest_block_trained(make_cfg):
     datamodule, model, moved = short_grown_run(make_cfg, follow=True)
     assert moved[False] == moved_without[False] > 0  # the same training: the EMA is a side path
     assert moved[True] > moved_without[True]
-    assert moved[True] > 0.5 * moved[False]  # measured: 0.28 vs G's 0.41
+    assert moved[True] > 0.6 * moved[False]  # measured: EMA 0.28, G 0.41 (not following: 0.21)
     print("newest block moved from init: G", moved[False], "EMA", moved[True],
           "EMA without following", moved_without[True])
     reals = datamodule.prepare_reals(torch.stack([datamodule.train_set[i] for i in range(128)]))
