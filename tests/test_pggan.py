@@ -231,3 +231,14 @@ def test_warns_when_the_run_ends_before_growth_does(make_cfg, caplog):
     _, model, _ = build(make_cfg(*short, "kimg=0.2"))
     model.warn_if_run_ends_early()
     assert "stops at" not in caplog.text
+
+
+def test_ema_half_life_bounded_by_a_fraction_of_the_phase(make_cfg):
+    short = [*PG, "model.schedule.stabilize_kimg=0.016", "model.schedule.fade_kimg=0.032",
+             "model.ema_kimg=10"]
+    _, model, _ = build(make_cfg(*short))
+    assert model.ema_kimg() == 10  # off by default
+    _, model, _ = build(make_cfg(*short, "model.ema_phase_fraction=0.5"))
+    for nimg, kimg in ((0, 0.008), (30, 0.016), (60, 0.008), (10**6, 10)):
+        model.growth_phase = model.schedule.at(nimg)  # stabilise 16, fade 32, ..., final 16 px
+        assert model.ema_kimg() == pytest.approx(kimg), nimg

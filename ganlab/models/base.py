@@ -268,11 +268,15 @@ class GANModule(pl.LightningModule):
             self.update_ema(self.ema_pending_nimg)
             self.ema_pending_nimg = 0
 
+    def ema_kimg(self) -> float:
+        """The EMA half-life now, kimg: `model.ema_kimg` (PGGAN may bound it by its phase)."""
+        return self.hparams.ema_kimg
+
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
         """EMA of G after `images` real images: p_ema <- p.lerp(p_ema, beta), beta from
         `ema_beta`; buffers are copied."""
-        beta = ema_beta(images, self.hparams.ema_kimg, self.hparams.ema_rampup, self.nimg)
+        beta = ema_beta(images, self.ema_kimg(), self.hparams.ema_rampup, self.nimg)
         if self._ema_pairs is None:
             self._ema_pairs = (
                 list(self.generator_ema.parameters()),

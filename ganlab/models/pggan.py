@@ -136,6 +136,14 @@ class GrowthSchedule:
         """Images shown when the final resolution is fully faded in."""
         return self.phases[-1][2] if self.phases else 0
 
+    def phase_nimg(self, phase: GrowthPhase) -> int | None:
+        """Images in the part of the schedule `phase` is in (its stabilisation or its fade);
+        None for the final resolution's stabilisation, which lasts until the run ends."""
+        if phase.stage >= len(self.phases):
+            return None
+        start, fade_start, end = self.phases[phase.stage]
+        return end - fade_start if phase.fading else fade_start - start
+
     def at(self, nimg: int) -> GrowthPhase:
         """The phase for a batch that starts after `nimg` images. At a fade's first image the
         old resolution is still used (as in the official code); alpha is exactly 1 at its end."""
@@ -185,6 +193,8 @@ class PGGAN(GANModule):
         ema_follows_growth: while a block fades in, the EMA generator takes that block's weights
             (and its toRGB's) from G at every EMA update instead of averaging them with their
             untrained initial values; afterwards they are averaged like the rest.
+        ema_phase_fraction: if set, the EMA half-life is at most this fraction of the current
+            stabilisation or fade (in images; not bounded at the final resolution).
         **kwargs: GANModule's arguments (lr_g, lr_d, betas, n_critic, ema_kimg, ...).
     """
 
@@ -197,6 +207,7 @@ class PGGAN(GANModule):
         schedule: Mapping[str, Any] | None = None,
         total_kimg: float | None = None,
         ema_follows_growth: bool = True,
+        ema_phase_fraction: float | None = None,
         **kwargs: Any,
     ) -> None:
         schedule = dict(schedule or {})
@@ -211,6 +222,8 @@ class PGGAN(GANModule):
                          for name in ("lr_g", "lr_d")}
         self.reset_optimizer_on_grow = bool(schedule.pop("reset_optimizer_on_grow", True))
         self.schedule = GrowthSchedule(start_resolution, generator.resolution, **schedule)
+        if ema_phase_fraction is not None:
+            check_positive(ema_phase_fraction, "model.ema_phase_fraction")
         self.growth_phase: GrowthPhase = self.schedule.at(0)
         for net in (self.generator, self.discriminator, self.generator_ema):
             net.set_stage(self.growth_phase.level, 1.0)
@@ -290,6 +303,15 @@ class PGGAN(GANModule):
             for net in (self.generator_ema, self.generator)
         ]
         return pairs[0], pairs[1]
+
+    def ema_kimg(self) -> float:
+        """`model.ema_kimg`, at most `ema_phase_fraction` of the current phase's length."""
+        fraction, phase_nimg = self.hparams.ema_phase_fraction, None
+        if fraction is not None:
+            phase_nimg = self.schedule.phase_nimg(self.growth_phase)
+        if phase_nimg is None:
+            return self.hparams.ema_kimg
+        return min(self.hparams.ema_kimg, fraction * phase_nimg / 1000)
 
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
