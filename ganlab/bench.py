@@ -285,7 +285,7 @@ class ClockCallback(pl.Callback):
 # ----------------------------------------------------------------------------- PGGAN phases
 def phase_nimg(module: Any, side: int, fading: bool) -> int:
     """Images shown at the middle of PGGAN's stabilising at `side` (or its fade-in)."""
-    schedule = module.growing.schedule
+    schedule = module.schedule
     if side not in schedule.resolutions:
         raise ValueError(f"{side} px is not a stage of {schedule.resolutions}")
     index = schedule.resolutions.index(side)
@@ -339,7 +339,11 @@ def quiet_lightning() -> Iterator[None]:
 # ----------------------------------------------------------------------------- plain path
 def plain_step(module: Any, device: str, precision: str) -> Callable[[Tensor], None]:
     """One GAN iteration on reals [B, 3, r, r] in [-1, 1], written without any framework:
-    the same math as GANModule.training_step (fakes once, D step, G step every n_critic, EMA)."""
+    the same math as GANModule.training_step (fakes once, D step, G step every n_critic, EMA
+    over the images since its last update; not the lazy R1 phase nor PGGAN's EMA of a fading
+    block, which the bench's configs leave off or which cost a copy per fade)."""
+    from ganlab.models.base import ema_beta
+
     G, D, G_ema, loss = module.generator, module.discriminator, module.generator_ema, module.loss
     hp = module.hparams
     betas = tuple(hp.betas)
@@ -348,7 +352,7 @@ def plain_step(module: Any, device: str, precision: str) -> Callable[[Tensor], N
     ema_params, params = list(G_ema.parameters()), list(G.parameters())
     ema_buffers, buffers = list(G_ema.buffers()), list(G.buffers())
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-    state = {"iteration": 0, "nimg": module.nimg}
+    state = {"iteration": 0, "nimg": module.nimg, "ema_images": 0}
 
     def step(real: Tensor) -> None:
         batch = real.shape[0]
@@ -369,12 +373,11 @@ def plain_step(module: Any, device: str, precision: str) -> Callable[[Tensor], N
                 D.requires_grad_(True)
         state["iteration"] += 1
         state["nimg"] += batch
+        state["ema_images"] += batch
         if train_g:
             with torch.no_grad():
-                ema_nimg = hp.ema_kimg * 1000
-                if hp.ema_rampup is not None:
-                    ema_nimg = min(ema_nimg, state["nimg"] * hp.ema_rampup)
-                beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+                beta = ema_beta(state["ema_images"], hp.ema_kimg, hp.ema_rampup, state["nimg"])
+                state["ema_images"] = 0
                 torch._foreach_lerp_(ema_params, params, 1.0 - beta)
                 if ema_buffers:
                     torch._foreach_copy_(ema_buffers, buffers)
@@ -385,24 +388,24 @@ def plain_step(module: Any, device: str, precision: str) -> Callable[[Tensor], N
 def plain_reals(module: Any, images: Tensor, data_cfg: DictConfig, batch: int | None) -> Callable:
     """reals(nimg) -> a random batch [B, 3, r, r] in [-1, 1] of `images` (uint8, on the device)
     at the stage of `nimg`; for PGGAN it also sets the networks' stage and alpha, as the
-    ProgressiveGrowing callback does."""
+    PGGAN module does."""
     from ganlab.data.base import fade_reals, random_hflip, resize, to_float
 
-    growing = getattr(module, "growing", None)
+    schedule = getattr(module, "schedule", None)
     nets = (module.generator, module.discriminator, module.generator_ema)
     base_batch = batch or data_cfg.batch_size
     current = {"phase": None}
 
     def reals(nimg: int) -> Tensor:
         side, alpha, size = data_cfg.resolution, 1.0, base_batch
-        if growing is not None:
-            phase = growing.schedule.at(nimg)
+        if schedule is not None:
+            phase = schedule.at(nimg)
             if phase != current["phase"]:
                 for net in nets:
                     net.set_stage(phase.level, phase.alpha)
                 current["phase"] = phase
             side, alpha = phase.resolution, phase.alpha
-            size = batch or growing.batch_size_dict.get(side, base_batch)
+            size = batch or module.batch_size_dict.get(side, base_batch)
         index = torch.randint(images.shape[0], (size,), device=images.device)
         x = fade_reals(resize(to_float(images[index]), side, data_cfg.downsample), alpha)
         return random_hflip(x) if data_cfg.hflip else x

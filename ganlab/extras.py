@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-log = logging.getLogger("ganlab")
+from ganlab.logs import get_logger
+
+log = get_logger(__name__)
 
 TREE_ORDER = ("data", "model", "loss", "trainer", "callbacks", "metric", "logger", "paths")
 

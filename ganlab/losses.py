@@ -2,7 +2,9 @@
 
 Every loss works on raw logits `[N]` (any float dtype; computed in float32) and exposes
 `d_loss(real_logits, fake_logits)` and `g_loss(fake_logits)`. `discriminator_step` adds the
-regularisers (gradient penalty, drift, R1) that need the discriminator itself.
+regularisers (gradient penalty, drift, R1) that need the discriminator itself. R1 runs either in
+every D step (`r1_interval=1`) or lazily, as its own phase every `r1_interval` D steps
+(`r1_step`, StyleGAN2); WGAN-GP's penalty is part of every D step (its interval is always 1).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganlab.utils import ConfigError
+from ganlab.utils import ConfigError, check_int
 
 Discriminator = Callable[[Tensor], Tensor]
 
@@ -45,12 +47,20 @@ class GANLoss:
 
     Args:
         r1_gamma: weight of the R1 penalty on reals (gamma; the term is gamma / 2 * R1), 0 = off.
+        r1_interval: D steps between R1 steps (StyleGAN2's lazy regularisation: 16, the config
+            default); 1 = R1 in every D step (this class's default).
     """
 
-    def __init__(self, r1_gamma: float = 0.0) -> None:
+    def __init__(self, r1_gamma: float = 0.0, r1_interval: int = 1) -> None:
         if r1_gamma < 0:
             raise ConfigError(f"loss.r1_gamma={r1_gamma} must be >= 0")
-        self.r1_gamma = r1_gamma
+        check_int(r1_interval, "loss.r1_interval", 1)
+        self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
+
+    @property
+    def lazy_r1(self) -> bool:
+        """True if R1 is a phase of its own every `r1_interval` D steps (not in every D step)."""
+        return self.r1_gamma > 0 and self.r1_interval > 1
 
     @property
     def needs_double_backward(self) -> bool:
@@ -68,7 +78,7 @@ class GANLoss:
         self, discriminator: Discriminator, real: Tensor, fake: Tensor, real_logits: Tensor
     ) -> dict[str, Tensor]:
         """Weighted regularisation terms added to the D loss, by name (for logging)."""
-        if self.r1_gamma > 0:
+        if self.r1_gamma > 0 and not self.lazy_r1:
             return {"r1": 0.5 * self.r1_gamma * r1_penalty(real, real_logits)}
         return {}
 
@@ -76,7 +86,7 @@ class GANLoss:
         self, discriminator: Discriminator, real: Tensor, fake: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total D loss and its logged parts. real, fake: [N, C, H, W]; fake must be detached."""
-        real = real.detach().requires_grad_(self.r1_gamma > 0)
+        real = real.detach().requires_grad_(self.r1_gamma > 0 and not self.lazy_r1)
         real_logits = discriminator(real)
         fake_logits = discriminator(fake)
         terms = self.penalties(discriminator, real, fake, real_logits)
@@ -90,6 +100,19 @@ class GANLoss:
         }
         return total, logs
 
+    def r1_step(
+        self, discriminator: Discriminator, real: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The lazy R1 phase: `r1_interval * gamma / 2 * R1` on reals [N, C, H, W] (scaled by the
+        interval, so its mean weight per D step is gamma / 2, as in StyleGAN2). Returns the loss
+        and {"r1": gamma / 2 * R1} for logging."""
+        real = real.detach().requires_grad_(True)
+        real_logits = discriminator(real)
+        r1 = 0.5 * self.r1_gamma * r1_penalty(real, real_logits)
+        # real_logits * 0 keeps D's output in the graph (no unused parameters under DDP)
+        loss = r1 * self.r1_interval + 0.0 * real_logits.float().mean()
+        return loss, {"r1": r1.detach()}
+
 
 class NonSaturating(GANLoss):
     """Non-saturating BCE on logits (Goodfellow et al. 2014).
@@ -99,8 +122,9 @@ class NonSaturating(GANLoss):
             (one-sided: fake targets stay 0). The reference thesis used [0.8, 1.0].
     """
 
-    def __init__(self, label_smoothing: Sequence[float] | None = None, r1_gamma: float = 0.0):
-        super().__init__(r1_gamma)
+    def __init__(self, label_smoothing: Sequence[float] | None = None, r1_gamma: float = 0.0,
+                 r1_interval: int = 1):
+        super().__init__(r1_gamma, r1_interval)
         if label_smoothing is not None:
             low, high = (float(v) for v in label_smoothing)
             if not 0.0 <= low <= high <= 1.0:
@@ -155,8 +179,9 @@ class Wasserstein(GANLoss):
         drift: epsilon of the drift term eps * E[D(x_real)^2] (PGGAN: 0.001), 0 = off.
     """
 
-    def __init__(self, gp_weight: float = 10.0, drift: float = 0.0, r1_gamma: float = 0.0):
-        super().__init__(r1_gamma)
+    def __init__(self, gp_weight: float = 10.0, drift: float = 0.0, r1_gamma: float = 0.0,
+                 r1_interval: int = 1):
+        super().__init__(r1_gamma, r1_interval)
         if gp_weight < 0 or drift < 0:
             raise ConfigError("loss.gp_weight and loss.drift must be >= 0")
         self.gp_weight = gp_weight

@@ -84,3 +84,19 @@ def test_discriminator_step_adds_penalties_and_reports_parts():
     assert logs["r1"].item() == pytest.approx(48 * 0.25, rel=1e-5)  # gamma/2 * ||w||^2
     total.backward()  # the penalty is differentiable w.r.t. D's weights
     assert disc.weight.grad is not None
+
+
+def test_lazy_r1_leaves_the_d_step_and_is_scaled_by_its_interval():
+    disc = Linear(0.5)
+    real, fake = torch.randn(4, 3, 4, 4), torch.randn(4, 3, 4, 4)
+    lazy = NonSaturating(r1_gamma=2.0, r1_interval=16)
+    assert lazy.lazy_r1 and not NonSaturating(r1_gamma=2.0).lazy_r1
+    _, logs = lazy.discriminator_step(disc, real, fake)
+    assert "r1" not in logs
+    loss, logs = lazy.r1_step(disc, real)
+    assert logs["r1"].item() == pytest.approx(48 * 0.25, rel=1e-5)  # gamma/2 * ||w||^2
+    assert loss.item() == pytest.approx(16 * 48 * 0.25, rel=1e-5)
+    loss.backward()
+    assert disc.weight.grad is not None
+    with pytest.raises(ConfigError, match="loss.r1_interval=0"):
+        NonSaturating(r1_gamma=1.0, r1_interval=0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlab.callbacks.progressive import GrowthPhase, GrowthSchedule
+from ganlab.models.pggan import GrowthPhase, GrowthSchedule
 from ganlab.nets.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev
 from ganlab.nets.progressive import Discriminator, Generator, paper_widths
 from ganlab.run import build
@@ -217,3 +217,28 @@ def test_bad_config_fails_before_training(make_cfg, override, message):
 def test_a_side_without_width_is_named():
     with pytest.raises(ConfigError, match=r"no channel width for side\(s\) \[16\] px"):
         Generator(resolution=16, widths={4: 8, 8: 8})
+
+
+def test_warns_when_the_run_ends_before_growth_does(make_cfg, caplog):
+    """The run length comes from the config (`model.total_kimg: ${kimg}`), not from callbacks."""
+    short = [*PG, "model.schedule.stabilize_kimg=0.016", "model.schedule.fade_kimg=0.032"]
+    _, model, _ = build(make_cfg(*short, "kimg=0.05"))  # growth ends at 0.096 kimg
+    assert model.hparams.total_kimg == 0.05
+    with caplog.at_level("WARNING"):
+        model.warn_if_run_ends_early()
+    assert "stops at 0.1 kimg, before the schedule reaches 16 px" in caplog.text
+    caplog.clear()
+    _, model, _ = build(make_cfg(*short, "kimg=0.2"))
+    model.warn_if_run_ends_early()
+    assert "stops at" not in caplog.text
+
+
+def test_ema_half_life_bounded_by_a_fraction_of_the_phase(make_cfg):
+    short = [*PG, "model.schedule.stabilize_kimg=0.016", "model.schedule.fade_kimg=0.032",
+             "model.ema_kimg=10"]
+    _, model, _ = build(make_cfg(*short))
+    assert model.ema_kimg() == 10  # off by default
+    _, model, _ = build(make_cfg(*short, "model.ema_phase_fraction=0.5"))
+    for nimg, kimg in ((0, 0.008), (30, 0.016), (60, 0.008), (10**6, 10)):
+        model.growth_phase = model.schedule.at(nimg)  # stabilise 16, fade 32, ..., final 16 px
+        assert model.ema_kimg() == pytest.approx(kimg), nimg

@@ -6,7 +6,6 @@ and only with finite weights, so a run never loses its last good checkpoint, eve
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -17,9 +16,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from ganlab.logs import get_logger
 from ganlab.utils import check_int, next_multiple
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 TMP_SUFFIX = ".tmp"  # a checkpoint being written: `last.ckpt.tmp`

@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import logging
 import math
 import multiprocessing
 import os
@@ -43,9 +42,10 @@ from ganlab.data.images import (
     hash_fraction,
     init_worker,
 )
+from ganlab.logs import get_logger
 from ganlab.utils import ConfigError, check_int
 
-log = logging.getLogger("ganlab")
+log = get_logger(__name__)
 
 CACHE_FORMAT = 1
 FULL_CHECKSUM_BYTES = 64 << 20  # files up to this size are hashed whole

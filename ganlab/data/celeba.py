@@ -12,15 +12,15 @@ Preprocessing: centre crop data.crop x data.crop (178 by default), then resize.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 from ganlab.data.cache import EncodedImageDataModule, split_by_hash
 from ganlab.data.images import FileSource, has_images, list_images
+from ganlab.logs import get_logger
 from ganlab.utils import ConfigError
 
-log = logging.getLogger("ganlab")
+log = get_logger(__name__)
 
 PARTITIONS = {"train": (0,), "valid": (1,), "test": (2,), "all": (0, 1, 2)}
 HASH_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}

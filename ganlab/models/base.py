@@ -1,15 +1,41 @@
 """GANModule: the training loop every GAN variant shares.
 
-One iteration (one real batch): fakes are generated once; D takes one step on real vs
-fake.detach(); every `n_critic`-th iteration G takes one step on D(fake) and the EMA copy of G
-is updated. Progress is counted in real images shown (`nimg`), never in `global_step`, which
-Lightning advances once per optimizer call.
+Progress is counted in real images shown (`nimg`), never in `global_step`, which Lightning
+advances once per optimizer call. Training is a list of phases with intervals, as in
+stylegan2-ada's training_loop.py (`self.phases`): D every iteration, R1 every `loss.r1_interval`
+(only with `loss.r1_gamma > 0` and an interval > 1; otherwise R1 is part of the D step, and
+WGAN-GP's penalty always is), G every `model.n_critic`.
+
+One iteration, in order (Lightning 2.x hook order; callbacks first, then the module's hook):
+  before the batch
+    1. Lightning draws batch k's indices (sampler, at the batch size set so far), then
+       `ImageDataModule.on_after_batch_transfer` resizes / fades / flips the reals to the stage
+       set at the end of batch k-1 (or in `on_train_start` for the first batch).
+    2. `on_train_batch_start`: StopAtKimg (stop after this batch?), Throughput's clock; PGGAN
+       logs a pending fade start / end row (models/pggan.py).
+  training_step (this file)
+    3. fakes = G(z) once (grad only if G steps and `regenerate_fakes` is off)
+    4. phase D: `d_step` = loss.discriminator_step(D, reals, fakes.detach()) -> backward -> Adam
+    5. phase R1 (if due): `r1_step` = interval * gamma / 2 * R1(reals) -> backward -> Adam (D's
+       lr * mb_ratio, betas ** mb_ratio)
+    6. phase G (if due): fresh fakes if `regenerate_fakes`; `g_step` = loss.g_loss(D(fakes))
+       -> backward -> Adam, D frozen
+    7. `count_images`: nimg, iteration, images since the last EMA update; after a G step
+       `update_ema` with beta = `ema_beta(images since the last update, ...)` (PGGAN: a fading
+       block's EMA weights are G's)
+    8. `log_train` at Lightning's logging interval only (the one host sync)
+  after the batch: `on_train_batch_end`
+    9. callbacks in config order: PGGAN's StageGrids (a grid when the schedule is about to
+       grow), SampleGrid, KimgCheckpoint (last.ckpt), Throughput, then the FID evaluator
+   10. the module: PGGAN applies `GrowthSchedule.at(nimg)` for batch k+1 (stage, alpha, data
+       resolution / fade / batch size, lr, Adam reset at fade starts and ends)
+   11. Lightning writes the logged row.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,13 +43,37 @@ import torch
 from torch import Tensor, nn
 
 from ganlab import lightning_api
+from ganlab.logs import get_logger
 from ganlab.losses import GANLoss, check_batchnorm_with_penalty
 from ganlab.utils import ConfigError, check_int, check_positive
 
-log = logging.getLogger("ganlab")
+log = get_logger(__name__)
 
 CHECKPOINT_KEY = "ganlab"
 CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A training phase that runs at every `interval`-th iteration (the last of each group of
+    `interval`), as the phases of stylegan2-ada's training_loop.py."""
+
+    name: str
+    interval: int
+
+    def due(self, iteration: int) -> bool:
+        """True if the phase runs at `iteration` (0-based count of training batches)."""
+        return (iteration + 1) % self.interval == 0
+
+
+def ema_beta(images: int, ema_kimg: float, ema_rampup: float | None, nimg: int) -> float:
+    """EMA decay after `images` real images (StyleGAN2-ADA): beta = 0.5 ** (images / ema_nimg),
+    ema_nimg = the half-life in images, `ema_kimg * 1000`, at most `ema_rampup * nimg` (nimg:
+    images shown so far) if ema_rampup is set. ema_kimg 0: beta 0, the EMA copies G."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, nimg * ema_rampup)
+    return 0.5 ** (images / max(ema_nimg, 1e-8))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,6 +128,8 @@ class GANModule(pl.LightningModule):
             differentiates D's input gradient (WGAN-GP, R1: no double backward when compiled).
         allow_batchnorm_with_penalty: train a D with batch norm under WGAN-GP's gradient penalty
             anyway (refused by default, see `losses.check_batchnorm_with_penalty`).
+        regenerate_fakes: the G step draws fresh latents (official PGGAN, SAGAN) instead of
+            reusing the D step's fakes (one G forward per iteration fewer).
     """
 
     def __init__(
@@ -96,6 +148,7 @@ class GANModule(pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         allow_batchnorm_with_penalty: bool = False,
+        regenerate_fakes: bool = False,
     ) -> None:
         super().__init__()
         check_batchnorm_with_penalty(discriminator, loss, allow_batchnorm_with_penalty)
@@ -116,15 +169,32 @@ class GANModule(pl.LightningModule):
         self.register_buffer("fixed_z", fixed_z, persistent=False)
         self.nimg = 0  # real images shown so far, over all ranks
         self.iteration = 0  # training batches seen (D steps)
+        self.ema_pending_nimg = 0  # real images shown since the last EMA update (checkpointed)
+        self.phases = (  # StyleGAN2-ADA's phases: name, every how many iterations
+            Phase("D", 1),
+            *([Phase("R1", loss.r1_interval)] if loss.lazy_r1 else []),
+            Phase("G", n_critic),
+        )
         self.run_config: dict | None = None  # resolved Hydra config, stored in checkpoints
         self._ema_pairs: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None = None
         speed_up(self, channels_last, compile)
 
     # ----------------------------------------------------------------- optimizers
+    @property
+    def d_mb_ratio(self) -> float:
+        """StyleGAN2's mb_ratio = interval / (interval + 1) of D's optimizer with lazy R1 (its lr
+        is multiplied by it and its betas raised to it, so D's steps per image stay as they
+        were); 1 without."""
+        interval = self.loss.r1_interval
+        return interval / (interval + 1) if self.loss.lazy_r1 else 1.0
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        betas = tuple(self.hparams.betas)
+        betas, ratio = tuple(self.hparams.betas), self.d_mb_ratio
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
+        d_betas = tuple(beta**ratio for beta in betas) if ratio != 1.0 else betas
+        opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=self.hparams.lr_d * ratio, betas=d_betas
+        )
         return [opt_g, opt_d]
 
     # ----------------------------------------------------------------- sampling
@@ -141,46 +211,77 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
-        """batch: reals [B, 3, R, R] in [-1, 1] at the current resolution."""
+        """One iteration on reals [B, 3, R, R] in [-1, 1] at the current resolution: the phases
+        due at this iteration (`self.phases`), in order D, R1, G, then the EMA."""
         real = batch
         opt_g, opt_d = self.optimizers()
-        train_g = (self.iteration + 1) % self.hparams.n_critic == 0
-        with torch.set_grad_enabled(train_g):
+        due = {phase.name: phase.due(self.iteration) for phase in self.phases}
+        regenerate = self.hparams.regenerate_fakes
+        with torch.set_grad_enabled(due["G"] and not regenerate):
             fake = self.generator(self.sample_z(real.shape[0]))
         assert fake.shape == real.shape, (
             f"G made {tuple(fake.shape)}, reals are {tuple(real.shape)}"
         )
-
-        d_loss, logs = self.loss.discriminator_step(self.discriminator, real, fake.detach())
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
-        opt_d.step()
-
-        if train_g:
-            self.discriminator.requires_grad_(False)
-            g_loss = self.loss.g_loss(self.discriminator(fake))
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
-            opt_g.step()
-            self.discriminator.requires_grad_(True)
-            logs["g_loss"] = g_loss.detach()
-
-        images_this_step = real.shape[0] * self.trainer.world_size
-        self.nimg += images_this_step
-        self.iteration += 1
-        if train_g:
-            self.update_ema(images_this_step)
+        logs = self.d_step(opt_d, real, fake.detach())
+        if due.get("R1"):
+            logs |= self.r1_step(opt_d, real)
+        if due["G"]:
+            if regenerate:  # fresh latents for the G step (official PGGAN and SAGAN code)
+                fake = self.generator(self.sample_z(real.shape[0]))
+            logs |= self.g_step(opt_g, fake)
+        self.count_images(real.shape[0] * self.trainer.world_size, g_stepped=due["G"])
         if 0 < self.trainer.max_steps <= self.trainer.global_step:
             self.trainer.should_stop = True  # last step: Lightning then also logs this one
         self.log_train(logs, batch_size=real.shape[0])
 
+    def d_step(self, opt_d: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """Phase D: one step on reals vs detached fakes [B, 3, R, R] (WGAN-GP's penalty and a
+        non-lazy R1 included). Returns the logged parts."""
+        d_loss, logs = self.loss.discriminator_step(self.discriminator, real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+        return logs
+
+    def r1_step(self, opt_d: Any, real: Tensor) -> dict[str, Tensor]:
+        """Phase R1 (lazy, every `loss.r1_interval` iterations): one D step on the R1 penalty of
+        reals [B, 3, R, R], scaled by the interval."""
+        r1_loss, logs = self.loss.r1_step(self.discriminator, real)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(r1_loss)
+        opt_d.step()
+        return logs
+
+    def g_step(self, opt_g: Any, fake: Tensor) -> dict[str, Tensor]:
+        """Phase G (every `n_critic` iterations): one step on D(fake), fake [B, 3, R, R] with
+        G's graph. D's weights get no gradient."""
+        self.discriminator.requires_grad_(False)
+        g_loss = self.loss.g_loss(self.discriminator(fake))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+        return {"g_loss": g_loss.detach()}
+
+    def count_images(self, images: int, g_stepped: bool) -> None:
+        """Advance `nimg` and `iteration` by one batch of `images` reals (all ranks); after a G
+        step, update the EMA over every real image shown since its last update."""
+        self.nimg += images
+        self.iteration += 1
+        self.ema_pending_nimg += images
+        if g_stepped:
+            self.update_ema(self.ema_pending_nimg)
+            self.ema_pending_nimg = 0
+
+    def ema_kimg(self) -> float:
+        """The EMA half-life now, kimg: `model.ema_kimg` (PGGAN may bound it by its phase)."""
+        return self.hparams.ema_kimg
+
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
-        """EMA of G, half-life `ema_kimg`: p_ema <- beta * p_ema + (1 - beta) * p; buffers copy."""
-        ema_nimg = self.hparams.ema_kimg * 1000
-        if self.hparams.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, self.nimg * self.hparams.ema_rampup)
-        beta = 0.5 ** (images / max(ema_nimg, 1e-8))
+        """EMA of G after `images` real images: p_ema <- p.lerp(p_ema, beta), beta from
+        `ema_beta`; buffers are copied."""
+        beta = ema_beta(images, self.ema_kimg(), self.hparams.ema_rampup, self.nimg)
         if self._ema_pairs is None:
             self._ema_pairs = (
                 list(self.generator_ema.parameters()),
@@ -258,6 +359,7 @@ class GANModule(pl.LightningModule):
             "model": type(self).__name__,
             "nimg": self.nimg,
             "iteration": self.iteration,
+            "ema_pending_nimg": self.ema_pending_nimg,
             "config": self.run_config,
         }
 
@@ -267,3 +369,4 @@ class GANModule(pl.LightningModule):
             raise ConfigError("this checkpoint was not written by ganlab (no 'ganlab' entry)")
         self.nimg = int(state["nimg"])
         self.iteration = int(state["iteration"])
+        self.ema_pending_nimg = int(state.get("ema_pending_nimg", 0))
