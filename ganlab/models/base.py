@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from ganlab.augment import Augment, resolve_augment
 from ganlab.losses import GANLoss
 from ganlab.utils import ConfigError, check_int, check_positive
 
@@ -75,6 +76,8 @@ class GANModule(pl.LightningModule):
         channels_last: G, D and EMA-G weights in channels-last memory format (GPU tensor cores).
         compile: torch.compile G and D in place (see `speed_up`); D stays eager when the loss
             differentiates D's input gradient (WGAN-GP, R1: no double backward when compiled).
+        augment: differentiable augmentation of every image D sees (`ganlab.augment`: an
+            Augment, a mode name none | diffaug | ada, or None = identity).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class GANModule(pl.LightningModule):
         sample_seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        augment: Augment | str | None = None,
     ) -> None:
         super().__init__()
         check_positive(lr_g, "model.lr_g")
@@ -101,10 +105,11 @@ class GANModule(pl.LightningModule):
             raise ConfigError(f"model.ema_kimg={ema_kimg!r} must be >= 0 (0 = EMA follows G)")
         betas = (float(betas[0]), float(betas[1]))  # plain floats: checkpoints load weights_only
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["generator", "discriminator", "loss"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "loss", "augment"])
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
+        self.augment = resolve_augment(augment, loss)  # identity for none
         self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         seeded = torch.Generator().manual_seed(sample_seed)
         fixed_z = torch.randn(num_samples, generator.z_dim, generator=seeded)
@@ -146,14 +151,19 @@ class GANModule(pl.LightningModule):
             f"G made {tuple(fake.shape)}, reals are {tuple(real.shape)}"
         )
 
-        d_loss, logs = self.loss.discriminator_step(self.discriminator, real, fake.detach())
+        # model.augment: every image D sees is augmented (reals and fakes, D and G steps);
+        # penalties (R1, gradient penalty) are taken on the augmented reals, as in ADA
+        d_loss, logs = self.loss.discriminator_step(
+            self.discriminator, self.augment(real), self.augment(fake.detach())
+        )
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
+        self.augment.after_d_step(logs.get("d_real_sign"), real.shape[0])  # ADA adjusts p
 
         if train_g:
             self.discriminator.requires_grad_(False)
-            g_loss = self.loss.g_loss(self.discriminator(fake))
+            g_loss = self.loss.g_loss(self.discriminator(self.augment(fake)))
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()
@@ -206,6 +216,7 @@ class GANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         scalars: dict[str, Any] = {f"train/{name}": value for name, value in logs.items()}
         scalars |= {f"train/{name}": value for name, value in self.extra_train_logs().items()}
+        scalars |= {f"train/{name}": value for name, value in self.augment.logs().items()}
         scalars["train/lr_g"] = opt_g.param_groups[0]["lr"]
         scalars["train/lr_d"] = opt_d.param_groups[0]["lr"]
         # sync_dist: under DDP the logged values are means over ranks (no-op on one device)
