@@ -82,8 +82,8 @@ def parse_policy(policy: str | Sequence[str] | None) -> tuple[str, ...]:
     unknown = [name for name in names if name not in POLICIES]
     if unknown:
         raise ConfigError(
-            f"model.augment.policy={policy!r}: unknown policy {unknown}; choose a comma-separated "
-            f"subset of {','.join(POLICIES)} (e.g. model.augment.policy=color,translation,cutout)"
+            f"model.augment.policy={policy!r}: unknown policy {unknown}; choose a subset of "
+            f"{', '.join(POLICIES)} (e.g. model.augment.policy=[color,translation,cutout])"
         )
     return tuple(names)
 
