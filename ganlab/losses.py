@@ -51,6 +51,11 @@ class GANLoss:
             default); 1 = R1 in every D step (this class's default).
     """
 
+    # D output where real and fake are equally likely (the optimal D's decision boundary): the
+    # logged `d_real_sign` (ADA's overfitting heuristic r_t) is E[sign(D(real) - boundary)].
+    # None: D's output has no such point (a Wasserstein critic), and ADA refuses the loss.
+    decision_boundary: float | None = 0.0
+
     def __init__(self, r1_gamma: float = 0.0, r1_interval: int = 1) -> None:
         if r1_gamma < 0:
             raise ConfigError(f"loss.r1_gamma={r1_gamma} must be >= 0")
@@ -98,6 +103,9 @@ class GANLoss:
             "d_fake": fake_logits.detach().float().mean(),
             **{name: value.detach() for name, value in terms.items()},
         }
+        if self.decision_boundary is not None:
+            shifted = real_logits.detach().float() - self.decision_boundary
+            logs["d_real_sign"] = shifted.sign().mean()
         return total, logs
 
     def r1_step(
@@ -160,7 +168,12 @@ class Hinge(GANLoss):
 
 
 class LeastSquares(GANLoss):
-    """LSGAN (Mao et al. 2017) with targets real = 1, fake = 0: 0.5 * E[(D - target)^2]."""
+    """LSGAN (Mao et al. 2017) with targets real = 1, fake = 0: 0.5 * E[(D - target)^2].
+
+    The optimal D is p_data / (p_data + p_g), so real and fake are equally likely at 0.5.
+    """
+
+    decision_boundary = 0.5
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return 0.5 * (
@@ -178,6 +191,8 @@ class Wasserstein(GANLoss):
         gp_weight: lambda of the gradient penalty (10 in the paper), 0 = plain WGAN.
         drift: epsilon of the drift term eps * E[D(x_real)^2] (PGGAN: 0.001), 0 = off.
     """
+
+    decision_boundary = None  # a critic's offset is arbitrary (drift only centres it on 0)
 
     def __init__(self, gp_weight: float = 10.0, drift: float = 0.0, r1_gamma: float = 0.0,
                  r1_interval: int = 1):

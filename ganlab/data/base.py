@@ -14,11 +14,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ganlab.utils import ConfigError, check_int, check_positive, check_resolution
 
 DOWNSAMPLE_MODES = ("area", "nearest", "bilinear")
+# Seed of the permutation `data.max_images` takes its subset from: a constant, so the subset is
+# the same on every machine, run and training seed, and smaller subsets lie inside larger ones.
+MAX_IMAGES_SEED = 0
 
 
 # ----------------------------------------------------------------------------- batch transforms
@@ -69,6 +72,21 @@ def random_hflip(images: Tensor) -> Tensor:
 def collate_images(batch: Tensor | Sequence[Tensor]) -> Tensor:
     """Batches from `__getitems__` arrive stacked; single items are stacked here."""
     return batch if isinstance(batch, Tensor) else torch.stack(list(batch))
+
+
+def fixed_subset(dataset: Dataset, max_images: int | None) -> Dataset:
+    """The first `max_images` items of a fixed permutation of `dataset` (seed MAX_IMAGES_SEED);
+    the dataset itself when None. Raises ConfigError if the dataset is smaller."""
+    if max_images is None:
+        return dataset
+    total = len(dataset)
+    if max_images > total:
+        raise ConfigError(
+            f"data.max_images={max_images} is larger than the training split ({total} images): "
+            f"set data.max_images to at most {total}, or null to train on all of them"
+        )
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(MAX_IMAGES_SEED))
+    return Subset(dataset, order[:max_images].tolist())
 
 
 # ----------------------------------------------------------------------------- datasets, samplers
@@ -158,6 +176,8 @@ class ImageDataModule(pl.LightningDataModule):
         downsample: filter from R to a lower stage resolution: area | nearest | bilinear.
         eval_batch_size: batch size of the validation loader.
         seed: seed of the shuffling order.
+        max_images: train on this many images of the training split (None: all), the same
+            fixed random subset everywhere (`fixed_subset`); validation is untouched.
     """
 
     def __init__(
@@ -170,6 +190,7 @@ class ImageDataModule(pl.LightningDataModule):
         eval_batch_size: int = 256,
         pin_memory: bool = True,
         seed: int = 0,
+        max_images: int | None = None,
     ) -> None:
         super().__init__()
         check_resolution(resolution, 4, 1024, "data.resolution")
@@ -177,6 +198,14 @@ class ImageDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.batch_size={batch_size!r} must be a positive integer")
         check_positive(eval_batch_size, "data.eval_batch_size")
         check_int(num_workers, "data.num_workers", 0)
+        if max_images is not None and (
+            isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
+        ):
+            raise ConfigError(
+                f"data.max_images={max_images!r} must be a positive number of training images "
+                "(e.g. data.max_images=1000) or null for all"
+            )
+        self.max_images = max_images
         if downsample not in DOWNSAMPLE_MODES:
             raise ConfigError(f"data.downsample={downsample!r}: choose one of {DOWNSAMPLE_MODES}")
         self.max_resolution = self.resolution = resolution
@@ -194,7 +223,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = self.build_split("train")
+            self.train_set = fixed_subset(self.build_split("train"), self.max_images)
         if self.val_set is None and stage in (None, "fit", "validate"):
             self.val_set = self.build_split("val")
 

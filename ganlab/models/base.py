@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from ganlab import lightning_api
+from ganlab.augment import Augment, resolve_augment
 from ganlab.logs import get_logger
 from ganlab.losses import GANLoss, check_batchnorm_with_penalty
 from ganlab.utils import ConfigError, check_int, check_positive
@@ -130,6 +131,8 @@ class GANModule(pl.LightningModule):
             anyway (refused by default, see `losses.check_batchnorm_with_penalty`).
         regenerate_fakes: the G step draws fresh latents (official PGGAN, SAGAN) instead of
             reusing the D step's fakes (one G forward per iteration fewer).
+        augment: differentiable augmentation of every image D sees (`ganlab.augment`: an
+            Augment, a mode name none | diffaug | ada, or None = identity).
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class GANModule(pl.LightningModule):
         compile: bool = False,
         allow_batchnorm_with_penalty: bool = False,
         regenerate_fakes: bool = False,
+        augment: Augment | str | None = None,
     ) -> None:
         super().__init__()
         check_batchnorm_with_penalty(discriminator, loss, allow_batchnorm_with_penalty)
@@ -159,10 +163,11 @@ class GANModule(pl.LightningModule):
             raise ConfigError(f"model.ema_kimg={ema_kimg!r} must be >= 0 (0 = EMA follows G)")
         betas = (float(betas[0]), float(betas[1]))  # plain floats: checkpoints load weights_only
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["generator", "discriminator", "loss"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "loss", "augment"])
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
+        self.augment = resolve_augment(augment, loss)  # identity for none
         self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         seeded = torch.Generator().manual_seed(sample_seed)
         fixed_z = torch.randn(num_samples, generator.z_dim, generator=seeded)
@@ -237,16 +242,21 @@ class GANModule(pl.LightningModule):
     def d_step(self, opt_d: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Phase D: one step on reals vs detached fakes [B, 3, R, R] (WGAN-GP's penalty and a
         non-lazy R1 included). Returns the logged parts."""
-        d_loss, logs = self.loss.discriminator_step(self.discriminator, real, fake)
+        # model.augment: every image D sees is augmented (reals and fakes, D, R1 and G phases);
+        # penalties (R1, gradient penalty) are taken on the augmented reals, as in ADA
+        d_loss, logs = self.loss.discriminator_step(
+            self.discriminator, self.augment(real), self.augment(fake)
+        )
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
+        self.augment.after_d_step(logs.get("d_real_sign"), real.shape[0])  # ADA adjusts p
         return logs
 
     def r1_step(self, opt_d: Any, real: Tensor) -> dict[str, Tensor]:
         """Phase R1 (lazy, every `loss.r1_interval` iterations): one D step on the R1 penalty of
         reals [B, 3, R, R], scaled by the interval."""
-        r1_loss, logs = self.loss.r1_step(self.discriminator, real)
+        r1_loss, logs = self.loss.r1_step(self.discriminator, self.augment(real))
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(r1_loss)
         opt_d.step()
@@ -256,7 +266,7 @@ class GANModule(pl.LightningModule):
         """Phase G (every `n_critic` iterations): one step on D(fake), fake [B, 3, R, R] with
         G's graph. D's weights get no gradient."""
         self.discriminator.requires_grad_(False)
-        g_loss = self.loss.g_loss(self.discriminator(fake))
+        g_loss = self.loss.g_loss(self.discriminator(self.augment(fake)))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
@@ -312,6 +322,7 @@ class GANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         scalars: dict[str, Any] = {f"train/{name}": value for name, value in logs.items()}
         scalars |= {f"train/{name}": value for name, value in self.extra_train_logs().items()}
+        scalars |= {f"train/{name}": value for name, value in self.augment.logs().items()}
         scalars["train/lr_g"] = opt_g.param_groups[0]["lr"]
         scalars["train/lr_d"] = opt_d.param_groups[0]["lr"]
         # sync_dist: under DDP the logged values are means over ranks (no-op on one device)
