@@ -119,7 +119,7 @@ def test_p_stays_in_zero_one_and_fixed_p_holds():
 
 def test_penalties_are_taken_on_the_augmented_reals(make_cfg):
     cfg = make_cfg("model/augment=ada", "model.augment.initial_p=1.0", "loss.r1_gamma=1.0",
-                   "kimg=null", "trainer.max_steps=2", name="r1")
+                   "loss.r1_interval=1", "kimg=null", "trainer.max_steps=2", name="r1")
     datamodule, model, trainer = build(cfg)
     seen = {"augmented": []}
     augment, penalties = model.augment.forward, model.loss.penalties
@@ -136,6 +136,27 @@ def test_penalties_are_taken_on_the_augmented_reals(make_cfg):
     trainer.fit(model, datamodule=datamodule)
     torch.testing.assert_close(seen["penalised"].detach(), seen["augmented"][0].detach())
     assert seen["penalised"].requires_grad  # R1 differentiates w.r.t. the augmented reals
+
+
+def test_lazy_r1_is_taken_on_the_augmented_reals(make_cfg):
+    cfg = make_cfg("model/augment=ada", "model.augment.initial_p=1.0", "loss.r1_gamma=1.0",
+                   "loss.r1_interval=2", "kimg=null", "trainer.max_steps=4", name="lazy")
+    datamodule, model, trainer = build(cfg)
+    seen = {"augmented": [], "r1": []}
+    augment, r1_step = model.augment.forward, model.loss.r1_step
+
+    def spy_augment(x):
+        seen["augmented"].append(augment(x))
+        return seen["augmented"][-1]
+
+    def spy_r1(discriminator, real):
+        seen["r1"].append(real)
+        return r1_step(discriminator, real)
+
+    model.augment.forward, model.loss.r1_step = spy_augment, spy_r1
+    trainer.fit(model, datamodule=datamodule)
+    assert seen["r1"], "the lazy R1 phase never ran"
+    assert any(seen["r1"][0] is x for x in seen["augmented"])  # R1's input came from augment
 
 
 def test_p_is_saved_and_restored_exactly_on_resume(make_cfg):
