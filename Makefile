@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install train test test-fast lint format bench clean
+.PHONY: help install train test test-fast lint format bench quality clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ format: install  ## ruff autofix + format
 
 bench: install  ## training / loader / FID throughput (ARGS="--quick" for a one-minute run)
 	$(PY) -m ganlab.bench $(ARGS)
+
+quality: install  ## quality table of every model on shapes, CPU, ~1 h -> experiments/QUALITY.md (ARGS="--only dcgan")
+	$(PY) -m ganlab.quality $(ARGS)
 
 clean:  ## remove outputs and caches (not .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
