@@ -2,7 +2,8 @@
 
 Each image is a two-colour gradient background with one or two shapes (disc, square, triangle,
 ring) of vivid colours at random positions, sizes and rotations. Rendering is vectorised in
-torch (2x supersampled, then box-filtered) and deterministic per seed.
+torch (2x supersampled, then box-filtered) and deterministic per seed. `render_shapes(...,
+return_labels=True)` also returns the parameters each image was drawn from (see `LABELS`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,25 @@ PALETTE = torch.tensor(
 )
 
 
+# rotational symmetry order of each kind (rotation label: sin/cos of order * angle); 0: none
+# (a disc or ring looks the same at every angle, so it has no rotation label)
+SYMMETRY = (0, 4, 3, 0)
+NUM_SLOTS = 2  # shapes drawn per image at most (slot 1 on top of slot 0)
+ABSENT = len(SHAPE_KINDS)  # kind label of an empty slot
+# label name -> (shape per image, meaning); float labels are NaN where undefined
+LABELS = {
+    "num_shapes": ((), "int64: shapes drawn, 1 or 2"),
+    "kind": ((NUM_SLOTS,), f"int64: index into SHAPE_KINDS, {ABSENT} = slot empty"),
+    "palette": ((NUM_SLOTS,), "int64: index into PALETTE before jitter, -1 = slot empty"),
+    "colour": ((NUM_SLOTS, 3), "float32: RGB in [0, 1] after jitter"),
+    "centre": ((NUM_SLOTS, 2), "float32: x, y in [-0.5, 0.5] (image spans [-1, 1])"),
+    "scale": ((NUM_SLOTS,), "float32: radius in [0.35, 0.65] image half-widths"),
+    "rotation": ((NUM_SLOTS, 2), "float32: sin, cos of symmetry * angle (NaN: disc, ring)"),
+    "background": ((2, 3), "float32: dark and light gradient colours, RGB in [0, 1]"),
+    "gradient": ((2,), "float32: sin, cos of the gradient's angle"),
+}
+
+
 def _shape_masks(u: Tensor, v: Tensor, kind: Tensor) -> Tensor:
     """Boolean masks [n, S, S] of each image's shape in its own frame (u, v in shape units)."""
     radius = torch.sqrt(u * u + v * v)
@@ -45,8 +65,10 @@ def _shape_masks(u: Tensor, v: Tensor, kind: Tensor) -> Tensor:
     return masks.gather(0, kind[None, :, None, None].expand(1, *u.shape)).squeeze(0)
 
 
-def _render_chunk(num: int, size: int, generator: torch.Generator) -> Tensor:
-    """Float images [num, 3, size, size] in [0, 1]."""
+def _render_chunk(
+    num: int, size: int, generator: torch.Generator
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Float images [num, 3, size, size] in [0, 1] and their labels (see LABELS)."""
 
     def rand(*shape: int) -> Tensor:
         return torch.rand(*shape, generator=generator)
@@ -60,30 +82,74 @@ def _render_chunk(num: int, size: int, generator: torch.Generator) -> Tensor:
     dark, light = rand(num, 3) * 0.35, 0.25 + rand(num, 3) * 0.35
     images = torch.lerp(dark[:, :, None, None], light[:, :, None, None], t[:, None])
     num_shapes = 1 + (rand(num) < 0.3).long()
-    for k in range(2):
+    slots = []
+    for k in range(NUM_SLOTS):
         centre = (rand(num, 2) - 0.5) * 1.0
         scale = 0.35 + rand(num) * 0.3
         rot = rand(num) * 2 * math.pi
         kind = torch.randint(len(SHAPE_KINDS), (num,), generator=generator)
-        colour = PALETTE[torch.randint(len(PALETTE), (num,), generator=generator)]
-        colour = (colour + (rand(num, 3) - 0.5) * 0.15).clamp(0, 1)
+        palette = torch.randint(len(PALETTE), (num,), generator=generator)
+        colour = (PALETTE[palette] + (rand(num, 3) - 0.5) * 0.15).clamp(0, 1)
         dx, dy = xx - centre[:, 0, None, None], yy - centre[:, 1, None, None]
         c, s, r = rot.cos()[:, None, None], rot.sin()[:, None, None], scale[:, None, None]
         mask = _shape_masks((dx * c + dy * s) / r, (-dx * s + dy * c) / r, kind)
         mask &= (num_shapes > k)[:, None, None]
         images = torch.where(mask[:, None], colour[:, :, None, None], images)
-    return images
+        slots.append(_slot_labels(num_shapes > k, kind, palette, colour, centre, scale, rot))
+    labels = {name: torch.stack([slot[name] for slot in slots], 1) for name in slots[0]}
+    labels |= {
+        "num_shapes": num_shapes,
+        "background": torch.stack([dark, light], 1),
+        "gradient": torch.stack([angle.sin(), angle.cos()], 1),
+    }
+    return images, labels
 
 
-def render_shapes(num: int, resolution: int, seed: int, chunk: int = 256) -> np.ndarray:
-    """Render `num` images as uint8 [num, 3, resolution, resolution], deterministic per seed."""
+def _slot_labels(
+    present: Tensor,
+    kind: Tensor,
+    palette: Tensor,
+    colour: Tensor,
+    centre: Tensor,
+    scale: Tensor,
+    rot: Tensor,
+) -> dict[str, Tensor]:
+    """One slot's labels [num, ...]: empty slots get kind ABSENT, palette -1 and NaN values."""
+    order = torch.tensor(SYMMETRY, dtype=rot.dtype)[kind]
+    rotation = torch.stack([(order * rot).sin(), (order * rot).cos()], 1)
+    rotation[order == 0] = math.nan
+    nan = torch.tensor(math.nan)
+    return {
+        "kind": torch.where(present, kind, ABSENT),
+        "palette": torch.where(present, palette, -1),
+        "colour": torch.where(present[:, None], colour, nan),
+        "centre": torch.where(present[:, None], centre, nan),
+        "scale": torch.where(present, scale, nan),
+        "rotation": torch.where(present[:, None], rotation, nan),
+    }
+
+
+def render_shapes(
+    num: int, resolution: int, seed: int, chunk: int = 256, return_labels: bool = False
+) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Render `num` images as uint8 [num, 3, resolution, resolution], deterministic per seed.
+
+    return_labels: also return {name: array [num, ...]} of the parameters each image was drawn
+    from (see LABELS; the images are the same either way).
+    """
     generator = torch.Generator().manual_seed(seed)
     out = np.empty((num, 3, resolution, resolution), dtype=np.uint8)
+    parts: list[dict[str, Tensor]] = []
     for start in range(0, num, chunk):
         n = min(chunk, num - start)
-        images = torch.nn.functional.avg_pool2d(_render_chunk(n, resolution * 2, generator), 2)
+        images, labels = _render_chunk(n, resolution * 2, generator)
+        images = torch.nn.functional.avg_pool2d(images, 2)
         out[start : start + n] = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
-    return out
+        parts.append(labels)
+    if not return_labels:
+        return out
+    labels = {name: torch.cat([part[name] for part in parts]).numpy() for name in LABELS}
+    return out, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in labels.items()}
 
 
 class ShapesDataModule(ImageDataModule):

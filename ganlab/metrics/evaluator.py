@@ -16,6 +16,7 @@ fixed at setup, so a cache hit could not skip the real images.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import time
@@ -44,6 +45,9 @@ from ganlab.metrics.inception import (
 from ganlab.utils import ConfigError, check_int, check_positive, next_multiple
 
 log = logging.getLogger(__name__)
+
+# metric.feature_extractor names -> the extractor class ("module.Class"), besides {_target_: ...}
+EXTRACTORS = {"shapes": "ganlab.metrics.shapes_features.ShapesFeatures"}
 
 # data config keys that change how images are loaded, not which images: left out of cache keys
 LOADER_KEYS = {
@@ -77,6 +81,27 @@ def _rank0_decides(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def _named_extractor(extractor: Any, data_target: str | None) -> nn.Module | None:
+    """metric.feature_extractor as a module: a name from EXTRACTORS is instantiated; an
+    extractor tied to one dataset (`data_target` attribute) refuses another before training."""
+    if isinstance(extractor, str):
+        if extractor not in EXTRACTORS:
+            raise ConfigError(
+                f"metric.feature_extractor={extractor!r} is not a known extractor; use one of "
+                f"{sorted(EXTRACTORS)} or {{_target_: module.Class}} (null: Inception)"
+            )
+        module_name, class_name = EXTRACTORS[extractor].rsplit(".", 1)
+        extractor = getattr(importlib.import_module(module_name), class_name)()
+    wanted = getattr(extractor, "data_target", None)
+    if wanted and data_target and data_target != wanted:
+        raise ConfigError(
+            f"metric.feature_extractor={type(extractor).__name__} scores images of "
+            f"{wanted} only, but data._target_={data_target}: use metric=fid for this data, "
+            f"or data=shapes"
+        )
+    return extractor
+
+
 def _share(total: int, rank: int, world: int) -> int:
     """This rank's part of `total` items split over `world` ranks (parts differ by at most 1)."""
     return total // world + (rank < total % world)
@@ -84,6 +109,7 @@ def _share(total: int, rank: int, world: int) -> int:
 
 class FIDEvaluator(pl.Callback):
     """`metric=fid`: FID (+ KID, IS) of the EMA generator, the real-statistics cache, best.ckpt.
+    `metric=shapes`: the same with the shapes feature net, logged as val/fd_shapes (`name`).
 
     Args:
         every_kimg: evaluation interval in thousands of real images shown (None: only at the end).
@@ -98,10 +124,15 @@ class FIDEvaluator(pl.Callback):
         cache_dir: folder of the real-statistics cache (None: no disk cache).
         kid, kid_subsets, kid_subset_size: also KID, with these subsets.
         inception_score: also IS of the fakes.
-        feature_extractor: a module mapping uint8 [N, 3, r, r] to [N, d], replacing Inception.
+        feature_extractor: a module mapping uint8 [N, 3, r, r] to [N, d], replacing Inception,
+            or the name of one (EXTRACTORS: 'shapes').
         checkpoint_dir: where best.ckpt goes (None: no best.ckpt).
         stop_kimg: the run's length in kimg; the run is also evaluated when it gets there.
         seed: seed of the fake latents (with kimg and rank) and of KID / IS subsets.
+        name: the distance's logged name (val/<name>) and what best.ckpt follows ('fid';
+            metric=shapes: 'fd_shapes').
+        data_target: the data config's _target_; an extractor with a `data_target` attribute
+            (the shapes features) refuses other data.
     """
 
     def __init__(
@@ -119,11 +150,16 @@ class FIDEvaluator(pl.Callback):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         inception_score: bool = False,
-        feature_extractor: nn.Module | None = None,
+        feature_extractor: nn.Module | str | None = None,
         checkpoint_dir: str | None = None,
         stop_kimg: float | None = None,
         seed: int = 0,
+        name: str = "fid",
+        data_target: str | None = None,
     ) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"metric.name={name!r} must be a word such as fid or fd_shapes")
+        self.name = name
         if every_kimg is not None:
             check_positive(every_kimg, "metric.every_kimg")
         check_int(num_real, "metric.num_real", 2)
@@ -143,6 +179,7 @@ class FIDEvaluator(pl.Callback):
         self.best_nimg: int | None = None
         self.last_nimg = -1
         self.next_nimg = 0
+        feature_extractor = _named_extractor(feature_extractor, data_target)
         self.metrics, self.extractor_id = self._build(
             feature_extractor,
             weights_path,
@@ -215,7 +252,7 @@ class FIDEvaluator(pl.Callback):
         self.last_nimg = nimg
         self.next_nimg = self._next(nimg)
         self._log(trainer, {"kimg": nimg / 1000, **values})
-        self._track_best(trainer, pl_module, values["fid"])
+        self._track_best(trainer, pl_module, values[self.name])
 
     def _next(self, nimg: int) -> float:
         return math.inf if self.every_nimg is None else next_multiple(nimg, self.every_nimg)
@@ -274,6 +311,7 @@ class FIDEvaluator(pl.Callback):
         for images in fakes:
             self.metrics.update(images, real=False)
         values = self.metrics.compute(seed=self.seed)
+        values[self.name] = values.pop("fid")  # 'fid', or e.g. 'fd_shapes' for other features
         values |= {
             "num_real": num_real,
             "num_fake": num_fake,
@@ -282,9 +320,10 @@ class FIDEvaluator(pl.Callback):
         }
         if rank == 0:
             log.info(
-                "FID at kimg %g: %.3f (real statistics %s; %.1f s)",
+                "%s at kimg %g: %.3f (real statistics %s; %.1f s)",
+                self.name,
                 nimg / 1000,
-                values["fid"],
+                values[self.name],
                 source,
                 values["seconds"],
             )
