@@ -137,7 +137,12 @@ def build_evaluator(metric: DictConfig | None) -> FIDEvaluator:
         raise ConfigError("metric=none scores nothing: choose metric=fid or metric=shapes")
     try:
         evaluator = instantiate(
-            metric, every_kimg=None, stop_kimg=None, checkpoint_dir=None, required=True
+            metric,
+            every_kimg=None,
+            stop_kimg=None,
+            checkpoint_dir=None,
+            required=True,
+            **({"data_target": None} if "data_target" in metric else {}),  # per checkpoint
         )
     except InstantiationException as error:
         if isinstance(error.__cause__, ConfigError):
@@ -153,8 +158,12 @@ def build_evaluator(metric: DictConfig | None) -> FIDEvaluator:
 
 def metric_resolution(evaluator: FIDEvaluator) -> int | None:
     """The image side the feature extractor requires (px), None if any side works."""
-    extractor = getattr(evaluator.metrics, "extractor", None)
-    return getattr(extractor, "resolution", None)
+    return getattr(getattr(evaluator.metrics, "extractor", None), "resolution", None)
+
+
+def metric_data(evaluator: FIDEvaluator) -> str | None:
+    """The data class the feature extractor is made for (`data_target`), None if any."""
+    return getattr(getattr(evaluator.metrics, "extractor", None), "data_target", None)
 
 
 def check_split(split: str) -> str:
@@ -172,8 +181,8 @@ def data_config(config: dict[str, Any], changes: dict[str, Any]) -> dict[str, An
     return OmegaConf.to_container(merged, resolve=True)
 
 
-def check_target(target: Target, changes: dict[str, Any], required: int | None) -> None:
-    """Read the target's config and kimg; its resolutions must agree with the data and metric."""
+def check_target(target: Target, changes: dict[str, Any], evaluator: FIDEvaluator) -> None:
+    """Read the target's config and kimg; its data and resolution must suit the metric."""
     state = load_checkpoint(target.checkpoint)[CHECKPOINT_KEY]
     if not state.get("config"):
         raise ConfigError(f"{target.checkpoint} holds no run config; was it written by ganlab.run?")
@@ -185,6 +194,12 @@ def check_target(target: Target, changes: dict[str, Any], required: int | None) 
             f"data.resolution={data['resolution']} differs from the checkpoint's "
             f"{side} px generator ({target.checkpoint}): drop the data.resolution "
             "override"
+        )
+    wanted, required = metric_data(evaluator), metric_resolution(evaluator)
+    if wanted and data["_target_"] != wanted:
+        raise ConfigError(
+            f"{target.checkpoint} was trained on data._target_={data['_target_']}; this metric "
+            f"scores {wanted} images only: use metric=fid"
         )
     if required is not None and side != required:
         raise ConfigError(
@@ -287,7 +302,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     targets, out_dir = find_targets(cfg.get("ckpt_path"))
     evaluator = build_evaluator(cfg.get("metric"))
     for target in targets:  # every check before any scoring
-        check_target(target, changes, metric_resolution(evaluator))
+        check_target(target, changes, evaluator)
     device = options.device or default_device()
     rows = [score_target(evaluator, t, changes, split, bool(options.ema), device) for t in targets]
     protocol = {

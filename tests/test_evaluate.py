@@ -151,10 +151,28 @@ def test_bad_input_is_a_config_error_before_scoring(
         ev.evaluate(eval_cfg(tmp_path, *overrides, *extractor))
 
 
-def test_a_resolution_the_metric_cannot_take_is_refused(tmp_path, run_dir, monkeypatch):
-    monkeypatch.setattr(ev, "metric_resolution", lambda evaluator: 32)
-    with pytest.raises(ConfigError, match=r"makes 16 px images; .* takes 32 px"):
-        ev.evaluate(eval_cfg(tmp_path, f"ckpt_path={run_dir}", TINY_FEATURES))
+def test_scores_a_32px_checkpoint_with_the_shapes_metric(tmp_path, make_cfg):
+    run = train_tiny(make_cfg, "run32", "data.resolution=32", "data.num_images=64", "kimg=0.032")
+    base = [f"ckpt_path={run}", "metric=shapes", "metric.num_real=64", "metric.num_fake=64"]
+    (ema,) = ev.evaluate(eval_cfg(tmp_path, *base))
+    (raw,) = ev.evaluate(eval_cfg(tmp_path, *base, "eval.ema=false"))
+    assert ema["resolution"] == 32 and math.isfinite(ema["fd_shapes"]) and "fid" not in ema
+    assert raw["fd_shapes"] != ema["fd_shapes"]
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["protocol"]["extractor"]["extractor"] == "ShapesFeatures"
+    assert saved["protocol"]["ema"] is False
+
+
+def test_the_shapes_metric_refuses_other_sides_and_other_data(tmp_path, run_dir, monkeypatch):
+    monkeypatch.setattr(ev, "score", None)  # nothing may be scored
+    with pytest.raises(ConfigError, match=r"makes 16 px images; .* takes 32 px.* metric=fid"):
+        ev.evaluate(eval_cfg(tmp_path, f"ckpt_path={run_dir}", "metric=shapes"))
+    path = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint["ganlab"]["config"]["data"]["_target_"] = "ganlab.data.folder.FolderDataModule"
+    torch.save(checkpoint, path)
+    with pytest.raises(ConfigError, match=r"trained on data._target_=ganlab.data.folder"):
+        ev.evaluate(eval_cfg(tmp_path, f"ckpt_path={run_dir}", "metric=shapes"))
 
 
 def test_an_unknown_metric_names_the_choices(tmp_path):
