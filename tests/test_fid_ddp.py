@@ -12,7 +12,7 @@ from ganlab.metrics.cache import load_stats
 from ganlab.metrics.evaluator import FIDEvaluator
 from tests.fid_helpers import StubModule, TinyFeatures, shapes
 
-OPTIONS = {"num_real": 41, "num_fake": 23, "batch_size": 8, "kid": True}  # uneven shares
+OPTIONS = {"num_real": 41, "num_fake": 23, "batch_size": 8, "kid": True, "prdc": True}  # uneven
 
 
 def _worker(rank: int, world: int, tmp: str) -> None:
@@ -42,7 +42,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
 def test_two_ranks_share_the_work_and_agree(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    for key in ("fid", "kid_mean", "kid_std"):
+    for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
         values = {r[when][key] for r in ranks for when in ("first", "second")}
         assert len(values) == 1, (key, values)  # every rank, miss and hit: one value
     assert ranks[0]["first"]["num_real"] == 41 and ranks[0]["first"]["num_fake"] == 23

@@ -24,6 +24,8 @@ def test_training_with_metric_shapes_logs_fd_shapes_and_keeps_the_best(make_cfg)
     values = columns["val/fd_shapes"]
     assert len(values) == 2 and all(math.isfinite(v) and v > 0 for v in values)
     assert best == pytest.approx(min(values), rel=1e-6)
+    for name in ("precision", "recall", "density", "coverage"):  # prdc: on for metric=shapes
+        assert len(columns[f"val/{name}"]) == 2 and all(v >= 0 for v in columns[f"val/{name}"])
     saved = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     assert saved["ganlab"]["nimg"] == 256 * (1 + values.index(min(values)))
     assert len(list((Path(cfg.paths.cache_dir) / "fd_shapes").glob("shapes_*.npz"))) == 1

@@ -129,3 +129,11 @@ def test_a_corrupted_weights_file_is_a_config_error_naming_both_hashes(tmp_path)
 
 def test_the_shipped_weights_match_their_hash():
     load_net()  # raises if the committed file and WEIGHTS_SHA256 disagree
+
+
+def test_training_is_deterministic():
+    from ganlab.metrics.shapes_features import train_net
+
+    first, second = train_net(256, epochs=1), train_net(256, epochs=1)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -123,6 +123,8 @@ class FIDEvaluator(pl.Callback):
             without FID (False).
         cache_dir: folder of the real-statistics cache (None: no disk cache).
         kid, kid_subsets, kid_subset_size: also KID, with these subsets.
+        prdc: also precision / recall (k = 3) and density / coverage (k = 5); caches the real
+            features as KID does.
         inception_score: also IS of the fakes.
         feature_extractor: a module mapping uint8 [N, 3, r, r] to [N, d], replacing Inception,
             or the name of one (EXTRACTORS: 'shapes').
@@ -156,6 +158,7 @@ class FIDEvaluator(pl.Callback):
         seed: int = 0,
         name: str = "fid",
         data_target: str | None = None,
+        prdc: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(f"metric.name={name!r} must be a word such as fid or fd_shapes")
@@ -190,6 +193,7 @@ class FIDEvaluator(pl.Callback):
             inception_score=inception_score,
             kid_subsets=kid_subsets,
             kid_subset_size=kid_subset_size,
+            prdc=prdc,
         )
 
     # ------------------------------------------------------------------ set-up
@@ -415,6 +419,7 @@ class FIDEvaluator(pl.Callback):
             resolution=datamodule.resolution,
             num_real=num_real,
             kid=self.metrics.kid is not None,
+            prdc=self.metrics.prdc is not None,
             **self.extractor_id,
         )
 

@@ -1,12 +1,12 @@
-"""FID (and KID, IS) from one feature extractor: the Frechet distance, the torchmetrics states, and
-scoring two image folders.
+"""FID (and KID, IS, precision / recall / density / coverage) from one feature extractor: the
+Frechet distance, the torchmetrics states, and scoring two image folders.
 
 `FeatureMetrics` holds ONE extractor (torch-fidelity's InceptionV3 by default, see inception.py)
 and feeds its features to torchmetrics' `FrechetInceptionDistance` (float64 running sums, summed
-over DDP ranks at compute time), and optionally `KernelInceptionDistance` and `InceptionScore`;
-the three metrics receive precomputed features, so there is one network in memory and one
-forward pass per batch. The distance itself is `frechet_distance` (exact in float64, also for
-singular covariances).
+over DDP ranks at compute time), and optionally `KernelInceptionDistance`, `InceptionScore` and
+`PRDC` (prdc.py); the metrics receive precomputed features, so there is one network in memory
+and one forward pass per batch. The distance itself is `frechet_distance` (exact in float64, also
+for singular covariances).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from ganlab.metrics.cache import FeatureStats, load_stats
 from ganlab.metrics.inception import InceptionFeatures, find_weights
+from ganlab.metrics.prdc import PRDC
 from ganlab.utils import ConfigError
 
 EPS64 = torch.finfo(torch.float64).eps
@@ -137,7 +138,8 @@ def _pack_lists(metric: nn.Module, width: int) -> None:
 
 
 class FeatureMetrics(nn.Module):
-    """FID, and optionally KID and IS, computed from ONE feature extractor.
+    """FID, and optionally KID, IS and precision / recall / density / coverage, computed from
+    ONE feature extractor.
 
     Args:
         extractor: `InceptionFeatures` (pool features and logits), or any module mapping uint8
@@ -146,6 +148,8 @@ class FeatureMetrics(nn.Module):
         inception_score: also the Inception Score of the fakes (needs InceptionFeatures).
         kid_subsets, kid_subset_size: KID's subsets and images per subset (capped at the counts).
         is_splits: IS splits.
+        prdc: also precision, recall (k = 3), density and coverage (k = 5); keeps the features.
+        prdc_chunk: rows of the distance matrices computed at once (memory: chunk x images).
     """
 
     def __init__(
@@ -156,6 +160,8 @@ class FeatureMetrics(nn.Module):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         is_splits: int = 10,
+        prdc: bool = False,
+        prdc_chunk: int = 1024,
     ) -> None:
         super().__init__()
         self.extractor = extractor.eval().requires_grad_(False)
@@ -169,6 +175,7 @@ class FeatureMetrics(nn.Module):
         self.kid_subset_size = kid_subset_size
         self.fid = FrechetDistance(feature=_Precomputed(self.num_features))
         self.kid = self.isc = None
+        self.prdc = PRDC(chunk=prdc_chunk) if prdc else None
         with warnings.catch_warnings():  # "will save all extracted features": that is the point
             warnings.simplefilter("ignore", UserWarning)
             if kid:
@@ -197,7 +204,7 @@ class FeatureMetrics(nn.Module):
 
     def reset(self) -> None:
         """Forget every state (real and fake)."""
-        for metric in (self.fid, self.kid, self.isc):
+        for metric in (self.fid, self.kid, self.isc, self.prdc):
             if metric is not None:
                 metric.reset()
 
@@ -217,6 +224,8 @@ class FeatureMetrics(nn.Module):
             self.kid.update(features, real=real)
         if self.isc is not None and not real:
             self.isc.update(logits.float())
+        if self.prdc is not None:
+            self.prdc.update(features, real=real)
 
     def stats(self, real: bool = True) -> FeatureStats:
         """The real (or fake) side's statistics summed over all DDP ranks (a collective)."""
@@ -226,28 +235,31 @@ class FeatureMetrics(nn.Module):
             stats = FeatureStats(
                 local.num, local.features_sum.clone(), local.features_cov_sum.clone()
             )
-        if self.kid is not None:
-            _pack_lists(self.kid, self.num_features)
-            with self.kid.sync_context():
-                stats.features = torch.cat(getattr(self.kid, f"{side}_features")).cpu()
+        holder = self.kid if self.kid is not None else self.prdc
+        if holder is not None:
+            _pack_lists(holder, self.num_features)
+            with holder.sync_context():
+                stats.features = torch.cat(getattr(holder, f"{side}_features")).cpu()
         return stats
 
     def load_stats(self, stats: FeatureStats, real: bool = True) -> None:
         """Set one side from `stats`. Under DDP only one rank loads them (the others add
         nothing), so that the sum over ranks at compute time equals `stats`."""
-        if self.kid is not None and stats.features is None:
-            raise ValueError("these statistics hold no features; KID needs them")
+        if (self.kid is not None or self.prdc is not None) and stats.features is None:
+            raise ValueError("these statistics hold no features; KID / precision-recall need them")
         side, device = ("real" if real else "fake"), self.device
         fid = self.fid
         setattr(fid, f"{side}_features_sum", stats.features_sum.to(device, torch.float64))
         setattr(fid, f"{side}_features_cov_sum", stats.features_cov_sum.to(device, torch.float64))
         setattr(fid, f"{side}_features_num_samples", torch.tensor(stats.num, device=device))
-        if self.kid is not None:
-            features = stats.features.to(device, torch.float32)
-            getattr(self.kid, f"{side}_features").append(features)
+        for metric in (self.kid, self.prdc):
+            if metric is not None:
+                features = stats.features.to(device, torch.float32)
+                getattr(metric, f"{side}_features").append(features)
 
     def compute(self, seed: int = 0) -> dict[str, float]:
-        """{'fid'} (+ 'kid_mean', 'kid_std', 'is_mean', 'is_std'); a collective under DDP.
+        """{'fid'} (+ 'kid_mean', 'kid_std', 'is_mean', 'is_std', 'precision', 'recall',
+        'density', 'coverage'); a collective under DDP.
         KID's and IS's random subsets come from `seed`, not from the global RNG."""
         values = {"fid": float(self.fid.compute())}
         with torch.random.fork_rng(devices=[]):
@@ -258,6 +270,9 @@ class FeatureMetrics(nn.Module):
                 _pack_lists(self.isc, NUM_LOGITS)
                 is_mean, is_std = self.isc.compute()
                 values |= {"is_mean": float(is_mean), "is_std": float(is_std)}
+        if self.prdc is not None:
+            _pack_lists(self.prdc, self.num_features)
+            values |= self.prdc.compute()
         return values
 
     def _compute_kid(self) -> dict[str, float]:
