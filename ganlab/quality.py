@@ -11,11 +11,15 @@ of the EMA G, in-process. Next to the rows: the real floor (training images vs v
 broken baselines (uniform noise; a one-kind collapse: discs only). Writes QUALITY.md (mean and
 each seed, the commands, machine, date, wall time per row) and quality.json into `--out`.
 
-Sizing (the default table, 5 presets x 2 seeds): each run is `--kimg` = 12 kimg at 32 px with
-the widths below (about 1/2 to 1/4 of the presets' channels), so that one run takes about 5
-minutes of 2 CPU cores (training ~4 min + 2 x 2000 fakes scored ~15 s) and the table about an
-hour. Later experiments reuse the runner: `run_row(name, overrides, seeds, kimg)` and
-`write_report(...)`, or `--rows "NAME OVERRIDE ..."` on the command line.
+Sizing (the default table, 5 presets x 2 seeds): each run is `--kimg` = 6 kimg at 32 px with
+the widths below (DCGAN 1/2 of the preset's channels, SAGAN 1/2, PGGAN a cap of 64 channels per
+side instead of 512). Measured CPU time (user + sys, 2 threads, on the shared 2-core AMD EPYC
+at load ~11, so an upper bound): DCGAN ~16 s per kimg, SAGAN ~130 s per kimg (self-attention on
+the 32x32 maps of G and D dominates), PGGAN ~52 s per kimg, plus ~20 s start-up per run and
+~15 s per score of 2000 fakes. Per kimg and seed the five rows cost ~370 CPU-s, so 6 kimg x 2
+seeds ~75 CPU-min + ~10 min of start-up and scoring: about an hour of 2 cores. Later
+experiments reuse the runner: `run_row(name, overrides, seeds, kimg)` and `write_report(...)`,
+or `--rows "NAME OVERRIDE ..."` on the command line.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from ganlab.utils import ConfigError
 log = logging.getLogger("ganlab")
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-KIMG = 12.0  # default training length per run, kimg (about 4 min of 2 CPU cores per run)
+KIMG = 6.0  # default training length per run, kimg (the table: about an hour of 2 cores)
 SEEDS = (0, 1)
 NUM_FAKE = 2000  # fakes per score (and reals, capped at the val split's 1000 images)
 SIDE = 32  # px: the shapes metric's side
@@ -70,8 +74,8 @@ BASE = [
 # the same reference for every row and seed: val images of data seed 0 (the training seeds vary)
 REFERENCE = {"seed": 0}
 
-# widths chosen for the 2-core budget: DCGAN 32 channels at 16 px (presets: 64), SAGAN 16 at
-# 32 px (presets: 32), PGGAN a cap of 64 channels per side (presets: 512)
+# widths chosen for the 2-core budget (see the module docstring): DCGAN 32 channels at 16 px
+# (preset: 64), SAGAN 16 at 32 px (preset: 32), PGGAN a cap of 64 channels per side (preset: 512)
 DCGAN = ["model.generator.width=32", "model.discriminator.width=32"]
 SAGAN = ["model.generator.width=16", "model.discriminator.width=16"]
 PGGAN = ["model.generator.width=64", "model.discriminator.width=64"]
@@ -359,13 +363,14 @@ Rows (overrides on top of `{base}`):
 
 {overrides}
 
-Sizing: widths about 1/2 to 1/4 of the presets' (DCGAN 32 channels at 16 px, SAGAN 16 channels
-at 32 px, PGGAN at most 64 channels per side), PGGAN grows 4 -> 32 px with stabilise = fade =
-kimg/8, so the default table (5 presets x 2 seeds x {kimg} kimg) takes about an hour of 2 cores.
+Sizing: DCGAN 32 channels at 16 px (preset 64), SAGAN 16 channels at 32 px (preset 32; its
+self-attention on the 32x32 maps is the costliest part), PGGAN at most 64 channels per side
+(preset 512), growing 4 -> 32 px with stabilise = fade = kimg/8. The default table (5 presets x 2
+seeds x 6 kimg) was sized at about an hour of 2 CPU cores; this one ran {kimg} kimg per run.
 Short runs: these figures rank settings at a small budget, not final quality.
 
 Reproduce: `make quality` (or `python -m ganlab.quality`); a subset: `python -m ganlab.quality
---only dcgan,sagan --kimg 4 --seeds 0`; other rows: `--rows "NAME OVERRIDE ..."`.
+--only dcgan --kimg 2 --seeds 0`; other rows: `--rows "NAME OVERRIDE ..."`.
 """
 
 
