@@ -315,7 +315,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     out = Path(options.out) if options.out else out_dir / "eval.json"
     write_json(out, protocol, rows)
     hidden = {"checkpoint", "overrides", "seconds"}
-    columns = [c for c in rows[0] if c not in hidden] + ["overrides"]
+    distance = getattr(evaluator, "name", "fid")  # first after job and kimg
+    columns = ["job", "kimg", distance]
+    columns += [c for c in rows[0] if c not in {*hidden, *columns}] + ["overrides"]
     print(format_table(rows, columns))
     print(f"{split} split, {'EMA' if options.ema else 'raw'} generator; wrote {out}")
     return rows
