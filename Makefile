@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install train test test-fast lint format bench report-check clean
+.PHONY: help install train test test-fast lint format bench quality report-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ report-check: install  ## tiny run -> HTML report -> rendered in headless Chromi
 	rm -rf outputs/report-check
 	$(PY) -m ganlab.run debug=tiny metric=none callbacks.progress=null hydra.run.dir=outputs/report-check
 	$(PY) -m ganlab.report outputs/report-check --html --check
+
+quality: install  ## quality table of every model on shapes, CPU, ~1 h -> experiments/QUALITY.md (ARGS="--only dcgan")
+	$(PY) -m ganlab.quality $(ARGS)
 
 clean:  ## remove outputs and caches (not .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

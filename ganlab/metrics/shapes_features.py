@@ -158,6 +158,7 @@ class ShapesFeatures(nn.Module):
 
     num_features = NUM_FEATURES
     data_target = "ganlab.data.shapes.ShapesDataModule"
+    resolution = RESOLUTION  # px: ganlab.evaluate refuses checkpoints of another final side
 
     def __init__(self, weights_path: str | None = None) -> None:
         super().__init__()
