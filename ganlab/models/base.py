@@ -16,7 +16,9 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from ganlab.lightning_api import attached_trainer
 from ganlab.losses import GANLoss
+from ganlab.resume import gather_per_rank, rng_state, set_rng_state, this_rank, warn_inexact
 from ganlab.utils import ConfigError, check_int, check_positive
 
 log = logging.getLogger("ganlab")
@@ -113,6 +115,7 @@ class GANModule(pl.LightningModule):
         self.iteration = 0  # training batches seen (D steps)
         self.run_config: dict | None = None  # resolved Hydra config, stored in checkpoints
         self._ema_pairs: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None = None
+        self._resume_rng: dict[str, Any] | None = None  # this rank's RNG state from ckpt_path
         speed_up(self, channels_last, compile)
 
     # ----------------------------------------------------------------- optimizers
@@ -193,6 +196,13 @@ class GANModule(pl.LightningModule):
         if self.trainer.world_size > 1:  # DDP: other latents on every rank, not copies of rank 0's
             torch.manual_seed(torch.initial_seed() + self.global_rank)
 
+    def on_train_start(self) -> None:
+        # After Lightning made the loader iterator (its base seed comes from the loader's own
+        # generator), so the next draw is the one the uninterrupted run would make: flips, z.
+        if self._resume_rng is not None:
+            set_rng_state(self._resume_rng, self.device)
+            self._resume_rng = None
+
     # ----------------------------------------------------------------- logging
     def extra_train_logs(self) -> dict[str, float | Tensor]:
         """Scalars a variant adds to every logging step (e.g. PGGAN's resolution, alpha)."""
@@ -254,6 +264,7 @@ class GANModule(pl.LightningModule):
             "nimg": self.nimg,
             "iteration": self.iteration,
             "config": self.run_config,
+            "rng": gather_per_rank(rng_state(self.device)),  # one entry per rank
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -262,3 +273,6 @@ class GANModule(pl.LightningModule):
             raise ConfigError("this checkpoint was not written by ganlab (no 'ganlab' entry)")
         self.nimg = int(state["nimg"])
         self.iteration = int(state["iteration"])
+        trainer = attached_trainer(self)  # None when loaded outside Trainer.fit
+        warn_inexact(state.get("rng"), trainer)
+        self._resume_rng = this_rank(state.get("rng"), trainer)
