@@ -299,10 +299,14 @@ class ImageDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """The training data position, one entry per rank (see ResizableBatchSampler)."""
-        if self.train_sampler is None:
+        if self.train_sampler is not None:
+            new_epoch = self.trainer is not None and resume_starts_new_epoch(self.trainer)
+            state = self.train_sampler.state_dict(new_epoch)
+        elif self._sampler_state is not None:  # resumed, no loader made yet: still that position
+            state = self._sampler_state
+        else:
             return {}
-        new_epoch = self.trainer is not None and resume_starts_new_epoch(self.trainer)
-        return {"samplers": gather_per_rank(self.train_sampler.state_dict(new_epoch))}
+        return {"samplers": gather_per_rank(state)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue at the saved position when the training loader is made (another world

@@ -264,7 +264,8 @@ class GANModule(pl.LightningModule):
             "nimg": self.nimg,
             "iteration": self.iteration,
             "config": self.run_config,
-            "rng": gather_per_rank(rng_state(self.device)),  # one entry per rank
+            # one entry per rank; a resumed state not yet applied (no batch trained) is the truth
+            "rng": gather_per_rank(self._resume_rng or rng_state(self.device)),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
