@@ -21,8 +21,9 @@ from hydra.utils import instantiate
 from ganlab.bench import plain_step
 from ganlab.run import build
 
+# EMA half-life 50 images (beta 0.8 per batch of 16): a wrong EMA rate shows in EMA-G at once
 TINY_NETS = ["kimg=null", "callbacks.samples=null", "callbacks.checkpoint=null",
-             "data.num_images=64"]
+             "data.num_images=64", "model.ema_kimg=0.05"]
 # PGGAN halfway through fading 16 px in (starting at 8 px): 8 iterations stay inside the fade
 PGGAN_FADE = ["model=pggan", "model.start_resolution=8", "model.schedule.stabilize_kimg=0.05",
               "model.schedule.fade_kimg=0.4", "model.schedule.batch_size_dict=null"]
