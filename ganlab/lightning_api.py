@@ -41,3 +41,18 @@ def log_out_of_band(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
     for logger in trainer.loggers:
         logger.log_metrics(row, step=step)
         logger.save()
+
+
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The trainer `module` is attached to, or None (`module.trainer` raises when detached)."""
+    return module._trainer
+
+
+def resume_starts_new_epoch(trainer: pl.Trainer) -> bool:
+    """True if a checkpoint saved now makes Lightning begin a new epoch (a fresh loader iterator)
+    when resumed: saved inside a training batch's hooks (completed = processed - 1) after the
+    epoch's last batch by count (`_TrainingEpochLoop.reset`). Saved at the end of training, or
+    mid-epoch, the resumed run continues the epoch with a fresh iterator instead."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress.current
+    in_batch = progress.completed == progress.processed - 1
+    return in_batch and progress.processed >= trainer.num_training_batches

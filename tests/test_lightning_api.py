@@ -29,3 +29,22 @@ def test_no_other_module_reads_private_trainer_attributes() -> None:
         if private.search(line)
     ]
     assert not offenders, f"private Lightning API outside ganlab/lightning_api.py: {offenders}"
+
+
+def test_attached_trainer_and_resume_starts_new_epoch_read_lightning_state(make_cfg):
+    from ganlab.lightning_api import attached_trainer, resume_starts_new_epoch
+    from ganlab.run import build
+
+    cfg = make_cfg("kimg=null", "trainer.max_steps=8", "data.num_images=64")  # 4 batches an epoch
+    datamodule, model, trainer = build(cfg)
+    assert attached_trainer(model) is None
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            seen.append((attached_trainer(pl_module) is trainer, resume_starts_new_epoch(trainer)))
+
+    trainer.callbacks.append(Probe())
+    trainer.fit(model, datamodule=datamodule)
+    assert seen == [(True, False)] * 3 + [(True, True)]  # the 4th batch ends the epoch
+    assert not resume_starts_new_epoch(trainer)  # after training: not inside a batch

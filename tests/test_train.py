@@ -11,6 +11,7 @@ import torch
 from ganlab.models.base import NonFiniteLossError
 from ganlab.run import build, train
 from tests.conftest import read_metrics
+from tests.test_exact_resume import assert_same_state
 
 
 def test_tiny_run_writes_checkpoint_samples_and_metrics(make_cfg, tmp_path):
@@ -27,6 +28,7 @@ def test_tiny_run_writes_checkpoint_samples_and_metrics(make_cfg, tmp_path):
 
 def fit_steps(make_cfg, name: str, max_steps: int, ckpt_path: str | None = None):
     cfg = make_cfg("kimg=null", f"trainer.max_steps={max_steps}", name=name)
+    pl.seed_everything(cfg.seed)  # as ganlab.run.train does: every run starts from the seed
     datamodule, model, trainer = build(cfg)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return model, trainer, Path(cfg.paths.output_dir)
@@ -58,6 +60,7 @@ def test_resume_restores_everything_and_continues_like_one_run(make_cfg):
         steps_a = [int(s["step"]) for s in opt_a.optimizer.state.values()]
         steps_b = [int(s["step"]) for s in opt_b.optimizer.state.values()]
         assert steps_a == steps_b and steps_a[0] == 8
+    assert_same_state(continued, straight)  # and every weight and Adam moment, bit for bit
 
 
 def test_optimizer_states_round_trip_through_last_ckpt(make_cfg):

@@ -7,7 +7,9 @@ downsampling to the current stage's resolution, the PGGAN real-image fade and ra
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -16,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from ganlab.lightning_api import resume_starts_new_epoch
+from ganlab.resume import gather_per_rank
 from ganlab.utils import ConfigError, check_int, check_positive, check_resolution
 
 DOWNSAMPLE_MODES = ("area", "nearest", "bilinear")
@@ -118,6 +122,13 @@ class ResizableBatchSampler(Sampler[list[int]]):
     Each pass is a new seeded permutation (seed + pass number), sharded over ranks. The size is
     read at each batch, so `batch_size` set from the main process applies after the batches the
     loader's workers have already prefetched.
+
+    For exact resume the sampler knows where training is, not just what it handed out: the loader
+    and Lightning fetch batches ahead, so `consumed()` (called once per trained batch, in order)
+    moves the position past the oldest batch handed out. `state_dict` holds that position (pass,
+    images into its order), the sizes of the batches already handed out beyond it (drawn at the
+    batch size of their time) and whether the pass had ended; `load_state_dict` makes the next
+    `__iter__` hand out exactly what the interrupted iterator would have.
     """
 
     def __init__(
@@ -137,26 +148,72 @@ class ResizableBatchSampler(Sampler[list[int]]):
             shuffle,
         )
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.passes = 0
+        self.passes = 0  # passes started: the next __iter__ starts pass `passes`
+        self.position = (0, 0)  # (pass, images into its order) after the last trained batch
+        self._ahead: deque[int] = deque()  # sizes of batches handed out, not yet trained on
+        self._ended = False  # the current pass handed out its last batch
+        self._resume: dict[str, Any] | None = None
 
-    def _order(self) -> Tensor:
+    def _order(self, pass_index: int) -> Tensor:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.passes)
+            generator = torch.Generator().manual_seed(self.seed + pass_index)
             order = torch.randperm(self.num_items, generator=generator)
         else:
             order = torch.arange(self.num_items)
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = self._order()
-        self.passes += 1
-        start = 0
-        while start < len(order):
+        resume, self._resume = self._resume or {}, None
+        pass_index = resume.get("pass", self.passes)
+        start = resume.get("offset", 0)
+        self.passes = pass_index + 1
+        self.position, self._ahead, self._ended = (pass_index, start), deque(), False
+        return self._batches(pass_index, start, resume.get("ahead", []), resume.get("ended", False))
+
+    def _batches(
+        self, pass_index: int, start: int, replay: list[int], ended: bool
+    ) -> Iterator[list[int]]:
+        order = self._order(pass_index)
+        for size in replay:  # handed out before the checkpoint, at the batch size of then
+            yield self._hand_out(order, start, size)
+            start += size
+        while not ended and start < len(order):
             batch = order[start : start + self.batch_size]
             if self.drop_last and len(batch) < self.batch_size:
-                return
+                break
+            yield self._hand_out(order, start, len(batch))
             start += len(batch)
-            yield batch.tolist()
+        self._ended = True
+
+    def _hand_out(self, order: Tensor, start: int, size: int) -> list[int]:
+        self._ahead.append(size)
+        return order[start : start + size].tolist()
+
+    def consumed(self) -> None:
+        """One batch (the oldest handed out) was trained on."""
+        if not self._ahead:
+            return
+        pass_index, offset = self.position
+        self.position = (pass_index, offset + self._ahead.popleft())
+
+    def state_dict(self, new_epoch: bool = False) -> dict[str, Any]:
+        """Where to continue; `new_epoch`: the resumed run begins a new epoch (a new pass)."""
+        pass_index, offset = self.position
+        if new_epoch:
+            return {"pass": pass_index + 1, "offset": 0, "ahead": [], "ended": False,
+                    "world_size": self.world_size}
+        return {"pass": pass_index, "offset": offset, "ahead": list(self._ahead),
+                "ended": self._ended, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` at the next __iter__ (another world size: at the same image
+        count of the same pass, not exact)."""
+        state = dict(state)
+        if state.get("world_size", self.world_size) != self.world_size:
+            offset = state["offset"] * state["world_size"] // self.world_size
+            state = {"pass": state["pass"], "offset": offset}
+        self._resume = state
+        self.passes = state["pass"]
 
     def __len__(self) -> int:
         per_rank = len(range(self.rank, self.num_items, self.world_size))
@@ -216,6 +273,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.train_sampler: ResizableBatchSampler | None = None
+        self._sampler_state: dict[str, Any] | None = None  # from a checkpoint, for the sampler
 
     def build_split(self, split: str) -> Dataset:
         """Dataset of uint8 [3, R, R] images for split 'train' or 'val'."""
@@ -229,9 +287,12 @@ class ImageDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: Dataset, sampler: Sampler) -> DataLoader:
+        # its own generator: making an iterator (each epoch, and on resume) draws the workers'
+        # base seed from it, not from the global RNG that z, flips and penalties draw from
         return DataLoader(
             dataset,
             batch_sampler=sampler,
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=collate_images,
             persistent_workers=self.num_workers > 0,
@@ -247,6 +308,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_sampler = ResizableBatchSampler(
             len(self.train_set), self.batch_size, seed=self.seed, rank=rank, world_size=world
         )
+        if self._sampler_state is not None:
+            self.train_sampler.load_state_dict(self._sampler_state)
+            self._sampler_state = None
         return self._loader(self.train_set, self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -260,6 +324,26 @@ class ImageDataModule(pl.LightningDataModule):
             drop_last=False,
         )
         return self._loader(self.val_set, sampler)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The training data position, one entry per rank (see ResizableBatchSampler)."""
+        if self.train_sampler is not None:
+            new_epoch = self.trainer is not None and resume_starts_new_epoch(self.trainer)
+            state = self.train_sampler.state_dict(new_epoch)
+        elif self._sampler_state is not None:  # resumed, no loader made yet: still that position
+            state = self._sampler_state
+        else:
+            return {}
+        return {"samplers": gather_per_rank(state)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue at the saved position when the training loader is made (another world
+        size: rank 0's position, at the same image count)."""
+        samplers = state_dict.get("samplers")
+        if samplers:
+            rank, world = self._rank_and_world()
+            self._sampler_state = samplers[rank] if len(samplers) == world else samplers[0]
 
     # ------------------------------------------------------------------ stage control
     def set_resolution(self, resolution: int, alpha: float = 1.0) -> None:
@@ -291,5 +375,7 @@ class ImageDataModule(pl.LightningDataModule):
         training = self.trainer is None or self.trainer.training
         if not training:
             return self.prepare_eval(batch)
+        if self.trainer is not None and self.train_sampler is not None:
+            self.train_sampler.consumed()  # this batch is trained on: the data position moves
         # A batch prefetched before a per-stage batch-size cut (set_batch_size) is trimmed.
         return self.prepare_reals(batch[: self.batch_size])

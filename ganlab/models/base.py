@@ -44,8 +44,10 @@ from torch import Tensor, nn
 
 from ganlab import lightning_api
 from ganlab.augment import Augment, resolve_augment
+from ganlab.lightning_api import attached_trainer
 from ganlab.logs import get_logger
 from ganlab.losses import GANLoss, check_batchnorm_with_penalty
+from ganlab.resume import gather_per_rank, rng_state, set_rng_state, this_rank, warn_inexact
 from ganlab.utils import ConfigError, check_int, check_positive
 
 log = get_logger(__name__)
@@ -182,6 +184,7 @@ class GANModule(pl.LightningModule):
         )
         self.run_config: dict | None = None  # resolved Hydra config, stored in checkpoints
         self._ema_pairs: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None = None
+        self._resume_rng: dict[str, Any] | None = None  # this rank's RNG state from ckpt_path
         speed_up(self, channels_last, compile)
 
     # ----------------------------------------------------------------- optimizers
@@ -309,6 +312,13 @@ class GANModule(pl.LightningModule):
         if self.trainer.world_size > 1:  # DDP: other latents on every rank, not copies of rank 0's
             torch.manual_seed(torch.initial_seed() + self.global_rank)
 
+    def on_train_start(self) -> None:
+        # After Lightning made the loader iterator (its base seed comes from the loader's own
+        # generator), so the next draw is the one the uninterrupted run would make: flips, z.
+        if self._resume_rng is not None:
+            set_rng_state(self._resume_rng, self.device)
+            self._resume_rng = None
+
     # ----------------------------------------------------------------- logging
     def extra_train_logs(self) -> dict[str, float | Tensor]:
         """Scalars a variant adds to every logging step (e.g. PGGAN's resolution, alpha)."""
@@ -372,6 +382,8 @@ class GANModule(pl.LightningModule):
             "iteration": self.iteration,
             "ema_pending_nimg": self.ema_pending_nimg,
             "config": self.run_config,
+            # one entry per rank; a resumed state not yet applied (no batch trained) is the truth
+            "rng": gather_per_rank(self._resume_rng or rng_state(self.device)),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -381,3 +393,6 @@ class GANModule(pl.LightningModule):
         self.nimg = int(state["nimg"])
         self.iteration = int(state["iteration"])
         self.ema_pending_nimg = int(state.get("ema_pending_nimg", 0))
+        trainer = attached_trainer(self)  # None when loaded outside Trainer.fit
+        warn_inexact(state.get("rng"), trainer)
+        self._resume_rng = this_rank(state.get("rng"), trainer)
