@@ -6,7 +6,7 @@ import math
 import pytest
 
 from ganlab.bench import main
-from ganlab.bench_fid import time_evaluation
+from ganlab.bench.fid import time_evaluation
 from tests.fid_helpers import TinyFeatures
 
 TINY = ["--quick", "--resolution", "16", "--batch", "8", "--steps", "2", "--skip", "loader",
