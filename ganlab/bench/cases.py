@@ -26,6 +26,10 @@ QUICK_OVERRIDES = {
     "pggan": ("model.generator.width=16", "model.discriminator.width=16",
               "model.generator.z_dim=64"),
 }
+NO_CALLBACKS = ("+trainer.enable_progress_bar=false", "callbacks.samples=null",
+                "callbacks.checkpoint=null", "callbacks.progress=null")
+DEFAULT_CALLBACKS = ("callbacks.samples.every_kimg=1e6", "callbacks.checkpoint.every_kimg=1e6")
+OVERHEAD = ("dcgan", 16, 16, ("model.generator.width=16", "model.discriminator.width=16"))
 TARGET_RATIO = 0.95  # ganlab / plain images per second (issue 8)
 
 
@@ -35,7 +39,9 @@ class Case:
 
     resolution: data.resolution (PGGAN: the final side); batch: images per iteration (None:
     data.batch_size; PGGAN: the schedule's per-resolution batch); phase (PGGAN only): (side,
-    fading) measured; overrides: extra Hydra overrides."""
+    fading) measured; overrides: extra Hydra overrides; callbacks: the ganlab path keeps a default
+    run's callbacks (kimg progress bar on stderr, throughput, stop; sample grids and checkpoints
+    with their per-step hooks but an interval never reached while timing) and logging."""
 
     model: str
     resolution: int
@@ -45,6 +51,7 @@ class Case:
     compile: bool = False
     phase: tuple[int, bool] | None = None
     overrides: tuple[str, ...] = ()
+    callbacks: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,12 +98,9 @@ def compose_config(case: Case, output_dir: Path, num_images: int) -> DictConfig:
         "trainer.devices=1",
         f"trainer.precision={'32-true' if case.precision == '32' else case.precision}",
         "trainer.enable_model_summary=false",
-        "+trainer.enable_progress_bar=false",
         "metric=none",
         "kimg=null",
-        "callbacks.samples=null",
-        "callbacks.checkpoint=null",
-        "callbacks.progress=null",
+        *(DEFAULT_CALLBACKS if case.callbacks else NO_CALLBACKS),
         "logger=csv",
         f"model.compile={str(case.compile).lower()}",
     ]
