@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from ganlab.bench.cases import (
+    OVERHEAD_TARGET,
     TARGET_RATIO,
     Case,
     PathResult,
@@ -59,6 +60,7 @@ def bench_case(case: Case, timing: Timing, train_set: Any, workdir: Path) -> dic
         "side": side,
         "fading": bool(case.phase and case.phase[1]),
         "batch": batch,
+        "overhead_ms_per_step": round(1e3 * batch * (1 / ganlab.median - 1 / plain.median), 3),
         "ganlab_img_per_s": round(ganlab.median, 2),
         "plain_img_per_s": round(plain.median, 2),
         "ratio": round(ganlab.median / plain.median, 3),
@@ -71,7 +73,9 @@ def bench_case(case: Case, timing: Timing, train_set: Any, workdir: Path) -> dic
         "cpu_time_ratio": round(ganlab.cpu_median / plain.cpu_median, 3),
         "ganlab_peak_memory_mb": round(ganlab.peak_memory_mb, 1),
         "plain_peak_memory_mb": round(plain.peak_memory_mb, 1),
-        "memory_kind": "cuda max_memory_allocated" if case.device == "cuda" else "process RSS",
+        "memory_kind": ("cuda max_memory_allocated" if case.device == "cuda" else "process RSS")
+        + ", both paths in one process (peak reset before each timed window; CPU: the RSS "
+          "high-water mark also holds what the other path left allocated)",
         "host_syncs_per_step": ganlab.host_syncs_per_step,
         "gflop_per_image": round(flops / 1e9, 3),
         "ganlab_gflop_per_s": round(flops * ganlab.median / 1e9, 2),
@@ -143,6 +147,16 @@ def format_table(result: dict[str, Any]) -> str:
     if result["training"]:
         lines.append(f"ganlab / plain >= {TARGET_RATIO}: "
                      + (f"short for {', '.join(short)}" if short else "met for every row"))
+    for row in result["training"]:
+        if row.get("callbacks"):  # the overhead-bound case (--overhead)
+            lines.append(f"overhead-bound case ({row['model']} {row['side']} px, batch "
+                         f"{row['batch']}, default callbacks): {row['overhead_ms_per_step']:.2f} "
+                         f"ms per step over the plain loop, ratio {row['ratio']:.3f} "
+                         f"(target >= {OVERHEAD_TARGET})")
+    if result.get("end_to_end"):
+        from ganlab.bench.end_to_end import format_end_to_end
+
+        lines.append(format_end_to_end(result["end_to_end"]))
     loader = result.get("loader")
     if loader:
         lines.append(f"loader: cached {loader['cached_img_per_s']:,.0f} img/s, decoding "
@@ -160,7 +174,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every case and the extras; returns the JSON-ready result."""
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
+    if args.end_to_end:
+        return run_end_to_end(args)
     defaults = Timing(warmup=2, steps=5, windows=2, rounds=1) if args.quick else Timing()
+    if args.overhead and not args.quick:  # short steps: long windows, many rounds
+        defaults = Timing(warmup=20, steps=200, windows=3, rounds=4)
     timing = Timing(
         warmup=args.warmup or defaults.warmup, steps=args.steps or defaults.steps,
         windows=args.windows or defaults.windows, rounds=args.rounds or defaults.rounds,
@@ -191,6 +209,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
+    """`--end-to-end`: a real ganlab.run against the plain loop (ganlab.bench.end_to_end)."""
+    from ganlab.bench.end_to_end import end_to_end, format_end_to_end
+
+    if args.quick:
+        row = end_to_end(resolution=16, batch=16, kimg=0.4, num_images=128, plain_windows=2,
+                         extra=["model.generator.width=8", "model.discriminator.width=8",
+                                *args.overrides])
+    else:
+        row = end_to_end(resolution=args.resolution or 32, batch=args.batch or 64,
+                         kimg=args.e2e_kimg, extra=list(args.overrides))
+    print(format_end_to_end(row), flush=True)
+    return {"machine": machine(), "training": [], "end_to_end": row}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ganlab.bench",
@@ -206,6 +239,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="model.compile=true")
     parser.add_argument("--quick", action="store_true", help="small sizes, short windows")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--overhead", action="store_true",
+                        help="the overhead-bound case: DCGAN 16 px, width 16, batch 16, with a "
+                             "default run's callbacks (progress bar) and logging; reports ms of "
+                             "overhead per step")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="a real `python -m ganlab.run` (folder data, default callbacks) "
+                             "against the plain loop: steady-state img/s and startup time")
+    parser.add_argument("--e2e-kimg", type=float, default=12.0,
+                        help="--end-to-end: length of the run, kimg (12: ~1 min at 200 img/s)")
     parser.add_argument("--warmup", type=int, help="untimed iterations per run (3; quick: 2)")
     parser.add_argument("--steps", type=int, help="iterations per window (default: the "
                                                   "logging interval; quick: 5)")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ganlab.bench.cases import PathResult, Timing
@@ -45,25 +46,57 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class DeviceToHostCounter(TorchDispatchMode):
+    """Counts copies from an accelerator tensor to a CPU tensor (`.cpu()`, `.to("cpu")`,
+    `cpu_tensor.copy_(cuda_tensor)`): device-to-host transfers that the profiler's op names
+    alone do not tell apart from host-to-device ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func._overloadpacket.__name__
+        if name in ("_to_copy", "copy_") and len(args) >= 1:
+            source = args[1] if name == "copy_" else args[0]
+            target = args[0] if name == "copy_" else out
+            if (isinstance(source, Tensor) and isinstance(target, Tensor)
+                    and source.device.type != "cpu" and target.device.type == "cpu"):
+                self.count += 1
+        return out
+
+
 class SyncCounter:
     """Counts host-device synchronising ops (`.item()`, `bool(tensor)`, nonzero, ...) between
     `start()` and `stop()` with torch.profiler, leaving out those inside `Optimizer.step`: Adam
-    reads its step counters, which live on the CPU (no device sync), with `.item()`."""
+    reads its step counters, which live on the CPU (no device sync), with `.item()`. On an
+    accelerator it also counts device-to-host copies (`DeviceToHostCounter`); on the CPU there
+    are none to count."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         self.profiler: torch.profiler.profile | None = None
+        self.copies: DeviceToHostCounter | None = None
+        self.device = device
 
     def start(self) -> None:
         self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
         with muted_stderr():
             self.profiler.__enter__()
+        if self.device != "cpu":
+            self.copies = DeviceToHostCounter().__enter__()
 
     def stop(self) -> int:
+        copies, self.copies = self.copies, None
+        if copies is not None:
+            copies.__exit__(None, None, None)
         profiler, self.profiler = self.profiler, None
         with muted_stderr():
             profiler.__exit__(None, None, None)
-        return sum(1 for event in profiler.events()
-                   if event.name in SYNC_OPS and not in_optimizer_step(event))
+        syncs = sum(1 for event in profiler.events()
+                    if event.name in SYNC_OPS and not in_optimizer_step(event))
+        return syncs + (copies.count if copies is not None else 0)
 
 
 @contextlib.contextmanager
@@ -103,7 +136,7 @@ class Clock:
         self.iteration = 0
         self.marks: list[tuple[float, float, int]] = []  # (wall, CPU time, images shown)
         self.syncs: list[int] = []
-        self.counter = SyncCounter()
+        self.counter = SyncCounter(device)
         self.peak_mb = 0.0
 
     @property

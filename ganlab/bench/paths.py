@@ -155,11 +155,15 @@ def run_plain(cfg: DictConfig, case: Case, timing: Timing, images: Tensor) -> Pa
 
 
 def flops_per_image(cfg: DictConfig, case: Case, images: Tensor) -> float:
-    """Model FLOPs of one training iteration (G and D forward and backward, penalties with
-    their double backward), per real image, counted on eager nets (no compile)."""
+    """Model FLOPs per real image over one full `n_critic` cycle (n_critic D steps, one G step;
+    forward and backward, penalties with their double backward), counted on eager nets."""
     module = plain_module(cfg, case, compile=False)
-    real = plain_reals(module, images, cfg.data, case.batch)(module.nimg)
+    reals = plain_reals(module, images, cfg.data, case.batch)
     step = plain_step(module, case.device, case.precision)
+    images_seen = 0
     with FlopCounter() as counter:
-        step(real)
-    return counter.total / real.shape[0]
+        for _ in range(module.hparams.n_critic):
+            real = reals(module.nimg)
+            step(real)
+            images_seen += real.shape[0]
+    return counter.total / images_seen
