@@ -29,6 +29,7 @@ from ganlab.bench.cases import (
     render_train_set,
     stage_batch,
 )
+from ganlab.bench.counters import peak_tflops
 from ganlab.bench.paths import flops_per_image, run_ganlab, run_plain
 
 
@@ -78,11 +79,22 @@ def bench_case(case: Case, timing: Timing, train_set: Any, workdir: Path) -> dic
           "high-water mark also holds what the other path left allocated)",
         "host_syncs_per_step": ganlab.host_syncs_per_step,
         "gflop_per_image": round(flops / 1e9, 3),
+        "fraction_of_peak": fraction_of_peak(flops * ganlab.median, case, cfg),
         "ganlab_gflop_per_s": round(flops * ganlab.median / 1e9, 2),
     }
 
 
 # ----------------------------------------------------------------------------- extras
+def fraction_of_peak(flop_per_s: float, case: Case, cfg: Any) -> float | None:
+    """Achieved FLOP/s over the card's dense peak (counters.PEAK_TFLOPS); None on a CPU or an
+    unknown card."""
+    if case.device != "cuda":
+        return None
+    tf32 = bool(cfg.get("tf32")) or torch.backends.cuda.matmul.allow_tf32
+    peak = peak_tflops(torch.cuda.get_device_name(), case.precision, tf32)
+    return None if peak is None else round(flop_per_s / (peak * 1e12), 4)
+
+
 def loader_figures(quick: bool) -> dict[str, Any] | None:
     """ganlab.data.bench.loader_benchmark (cached vs decoding loader), if that module exists."""
     try:

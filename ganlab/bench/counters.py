@@ -18,6 +18,23 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ganlab.bench.cases import PathResult, Timing
 
+# dense peak TFLOP/s by card (datasheets, SXM parts, no sparsity): bf16 tensor cores, TF32, FP32
+PEAK_TFLOPS = {
+    "H200": {"bf16-mixed": 989.0, "tf32": 494.0, "32": 67.0},
+    "H100": {"bf16-mixed": 989.0, "tf32": 494.0, "32": 67.0},
+    "A100": {"bf16-mixed": 312.0, "tf32": 156.0, "32": 19.5},
+    "L4": {"bf16-mixed": 121.0, "tf32": 60.0, "32": 30.3},
+}
+
+
+def peak_tflops(device_name: str, precision: str, tf32: bool) -> float | None:
+    """The card's dense peak for `precision` ("32" uses TF32's if `tf32`), None if unknown."""
+    for card, peaks in PEAK_TFLOPS.items():
+        if card in device_name:
+            return peaks["tf32" if precision == "32" and tf32 else precision]
+    return None
+
+
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select")
 
 # ----------------------------------------------------------------------------- measuring
