@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install train test test-fast lint format bench quality report-check clean
+.PHONY: help install train test test-fast lint format bench bench-all quality report-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ format: install  ## ruff autofix + format
 
 bench: install  ## training / loader / FID throughput (ARGS="--quick" for a one-minute run)
 	$(PY) -m ganlab.bench $(ARGS)
+
+bench-all: install  ## the CPU tables of experiments/BENCHMARKS.md (run alone: ~25 min)
+	PY=$(PY) experiments/cpu_bench.sh
 
 report-check: install  ## tiny run -> HTML report -> rendered in headless Chromium (apt-get install chromium)
 	rm -rf outputs/report-check

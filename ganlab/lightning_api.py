@@ -56,3 +56,32 @@ def resume_starts_new_epoch(trainer: pl.Trainer) -> bool:
     progress = trainer.fit_loop.epoch_loop.batch_progress.current
     in_batch = progress.completed == progress.processed - 1
     return in_batch and progress.processed >= trainer.num_training_batches
+
+
+def fast_logging() -> None:
+    """Make `LightningModule.log` cheap when nothing has to move (idempotent).
+
+    Every `self.log` call moves the stored `_ResultMetric` to the value's device through
+    `apply_to_collection` over the metric's whole `__dict__` (a torchmetrics Metric: ~50
+    attributes, dataclasses copied): about 0.25 ms per logged name on a CPU, 3 ms per logging
+    step of a GAN. The patched `to` returns at once when every tensor of the metric (its states
+    and their defaults) already lies on the target device, which is all the original would have
+    changed; otherwise it runs the original."""
+    import torch
+    from pytorch_lightning.trainer.connectors.logger_connector.result import _ResultMetric
+
+    if getattr(_ResultMetric.to, "_ganlab_fast", False):
+        return
+    original = _ResultMetric.to
+
+    def to(self, *args, **kwargs):  # noqa: ANN001, ANN202 (Lightning's signature)
+        if len(args) == 1 and not kwargs and isinstance(args[0], torch.device):
+            device = args[0]
+            tensors = [v for v in (*self.__dict__.values(), *self._defaults.values())
+                       if isinstance(v, torch.Tensor)]
+            if tensors and all(t.device == device for t in tensors):
+                return self
+        return original(self, *args, **kwargs)
+
+    to._ganlab_fast = True
+    _ResultMetric.to = to

@@ -4,9 +4,10 @@ import json
 import math
 
 import pytest
+import torch
 
 from ganlab.bench import main
-from ganlab.bench_fid import time_evaluation
+from ganlab.bench.fid import time_evaluation
 from tests.fid_helpers import TinyFeatures
 
 TINY = ["--quick", "--resolution", "16", "--batch", "8", "--steps", "2", "--skip", "loader",
@@ -46,3 +47,38 @@ def test_time_evaluation_scores_a_cache_miss_then_a_hit():
     assert result["miss_s"] > 0 and result["hit_s"] > 0
     assert math.isfinite(result["fid_miss"])
     assert result["fid_hit"] == pytest.approx(result["fid_miss"], rel=1e-6)  # same fakes
+
+
+def test_overhead_case_keeps_the_default_callbacks(tmp_path):
+    """--overhead: DCGAN 16 px with the progress bar and logging on; ms per step reported."""
+    path = tmp_path / "bench.json"
+    main(["--overhead", "--json", str(path), "--batch", "8", "--warmup", "2", "--steps", "2",
+          "--windows", "1", "--rounds", "1", "--skip", "loader", "--skip", "fid", "--",
+          "model.generator.width=8", "model.discriminator.width=8"])
+    (row,) = json.loads(path.read_text())["training"]
+    assert (row["model"], row["side"], row["batch"], row["callbacks"]) == ("dcgan", 16, 8, True)
+    assert math.isfinite(row["overhead_ms_per_step"])
+
+
+def test_flops_count_a_whole_n_critic_cycle(tmp_path):
+    """With n_critic=2 the FLOPs per image include the G step of the cycle's last iteration:
+    more than half of n_critic=1's (D-only iterations alone would give about half)."""
+    from ganlab.bench.cases import Case, compose_config, render_train_set
+    from ganlab.bench.paths import flops_per_image
+
+    overrides = ("model.generator.width=8", "model.discriminator.width=8")
+    train_set = render_train_set(Case("dcgan", 16, 8), 16)
+    images = torch.from_numpy(train_set.array)
+    flops = {}
+    for n_critic in (1, 2):
+        case = Case("dcgan", 16, 8, overrides=(*overrides, f"model.n_critic={n_critic}"))
+        flops[n_critic] = flops_per_image(compose_config(case, tmp_path, 16), case, images)
+    assert flops[1] > flops[2] > 0.55 * flops[1]
+
+
+def test_end_to_end_quick_runs_a_real_ganlab_run(tmp_path):
+    path = tmp_path / "e2e.json"
+    main(["--end-to-end", "--quick", "--json", str(path)])
+    row = json.loads(path.read_text())["end_to_end"]
+    assert row["startup_s"] > 0 and row["steady_img_per_s"] > 0 and row["plain_img_per_s"] > 0
+    assert "ganlab.run" in row["command"] and "data=folder" in row["command"]

@@ -48,3 +48,31 @@ def test_attached_trainer_and_resume_starts_new_epoch_read_lightning_state(make_
     trainer.fit(model, datamodule=datamodule)
     assert seen == [(True, False)] * 3 + [(True, True)]  # the 4th batch ends the epoch
     assert not resume_starts_new_epoch(trainer)  # after training: not inside a batch
+
+
+def test_fast_logging_skips_the_copy_only_when_nothing_moves(monkeypatch) -> None:
+    """The patched `_ResultMetric.to` returns early when every tensor is on the device, and
+    logged values still accumulate as before (the last value logged on step is kept)."""
+    import torch
+    from pytorch_lightning.trainer.connectors.logger_connector.result import (
+        _ResultCollection,
+        _ResultMetric,
+    )
+
+    monkeypatch.setattr(_ResultMetric, "to", _ResultMetric.to)  # undone after the test
+    lightning_api.fast_logging()
+    lightning_api.fast_logging()  # idempotent
+    assert _ResultMetric.to._ganlab_fast
+    results = _ResultCollection(training=True)
+    results.batch = None
+    for value in (1.0, 3.0):
+        results.log("training_step", "x", torch.tensor(value), on_step=True, on_epoch=False,
+                    batch_size=4)
+    metric = results["training_step.x"]
+    assert float(metric.value) == 3.0
+    calls = []
+    monkeypatch.setattr("pytorch_lightning.trainer.connectors.logger_connector.result."
+                        "apply_to_collection", lambda *a, **k: calls.append(1) or a[0])
+    assert metric.to(torch.device("cpu")) is metric and not calls  # nothing to move: no copy
+    metric.to("cpu")  # any other call form: Lightning's own path
+    assert calls

@@ -1,0 +1,5 @@
+"""`python -m ganlab.bench`."""
+
+from ganlab.bench.cli import main
+
+main()
