@@ -50,17 +50,19 @@ from torch import Tensor, nn
 
 from ganlab import evaluate as ev
 from ganlab.checkpoints import load_generator
-from ganlab.data.base import to_float
+from ganlab.data.base import to_float, to_uint8
 from ganlab.metrics.evaluator import FIDEvaluator
+from ganlab.metrics.leak import leak_scores
 from ganlab.utils import ConfigError
 
 log = logging.getLogger("ganlab")
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-KIMG = 6.0  # default training length per run, kimg (the table: about an hour of 2 cores)
+KIMG = 20.0  # default training length per run, kimg (the table: ~1 h of one core, see above)
 SEEDS = (0, 1)
 NUM_FAKE = 2000  # fakes per score (and reals, capped at the val split's 1000 images)
 SIDE = 32  # px: the shapes metric's side
+LEAK_NUM, LEAK_SEED = 1000, 12345  # fakes / reals per leak check (THRESHOLDS assume >= 1000), seed
 # every run: shapes at 32 px, no evaluation while training, one checkpoint and grid at the end
 BASE = [
     "data=shapes",
@@ -77,7 +79,10 @@ REFERENCE = {"seed": 0}
 # widths chosen for the 2-core budget (see the module docstring): DCGAN 32 channels at 16 px
 # (preset: 64), SAGAN 16 at 32 px (preset: 32), PGGAN a cap of 64 channels per side (preset: 512)
 DCGAN = ["model.generator.width=32", "model.discriminator.width=32"]
-SAGAN = ["model.generator.width=16", "model.discriminator.width=16"]
+SAGAN = [  # attention at 16 px in G and D (preset: 32): 32x32 attention costs ~5x the whole step
+    "model.generator.width=16", "model.discriminator.width=16",
+    "model.generator.attention=[16]", "model.discriminator.attention=[16]",
+]
 PGGAN = ["model.generator.width=64", "model.discriminator.width=64"]
 
 
@@ -141,12 +146,27 @@ def train_run(overrides: Sequence[str], seed: int, kimg: float, run_dir: Path) -
 
 
 def score_run(evaluator: FIDEvaluator, checkpoint: Path, ema: bool) -> dict[str, float]:
-    """The metric's values for the raw (ema=False) or EMA generator of `checkpoint`."""
+    """The metric's values for the raw (ema=False) or EMA generator of `checkpoint`, and for the
+    EMA generator also the augmentation leak check (`leak_*`: its fakes vs the un-augmented val
+    reals, `ganlab.metrics.leak`)."""
     generator, config = load_generator(checkpoint, ema=ema)
     data = ev.data_config(config, REFERENCE)
     datamodule = ev.reference_data(data, "val")
     values = ev.score(evaluator, generator, config, data, datamodule, "val", "cpu")
-    return {k: float(v) for k, v in values.items()}
+    values = {k: float(v) for k, v in values.items()}
+    if ema:
+        values |= leak_columns(generator, datamodule.val_set)
+    return values
+
+
+@torch.no_grad()
+def leak_columns(generator: nn.Module, reals: Any, num: int = LEAK_NUM) -> dict[str, float]:
+    """`leak_scores` of `num` fakes of `generator` (fixed seed) against up to `num` reals of the
+    dataset `reals` (uint8 [3, R, R] items), as {'leak_<score>': value}."""
+    z = torch.randn(num, generator.z_dim, generator=torch.Generator().manual_seed(LEAK_SEED))
+    fakes = torch.cat([to_uint8(generator(chunk)) for chunk in z.split(256)])
+    real = torch.stack([reals[i] for i in range(min(num, len(reals)))])
+    return {f"leak_{k}": v for k, v in leak_scores(fakes, real).items()}
 
 
 def run_seed(
@@ -179,7 +199,9 @@ def evaluator_columns(evaluator: FIDEvaluator) -> dict[str, float]:
 
 
 def mean_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+    """Per-key means over the runs (keys every run has: a failed run has no leak columns)."""
+    keys = set.intersection(*(set(r) for r in runs))
+    return {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k in keys}
 
 
 def run_row(
@@ -266,7 +288,10 @@ def score_baselines(evaluator: FIDEvaluator, num: int) -> list[dict[str, Any]]:
         generator = FixedImages(to_float(torch.from_numpy(images)))
         datamodule = ev.reference_data(data, "val")
         values = ev.score(evaluator, generator, {"data": data}, data, datamodule, "val", "cpu")
-        rows.append({"name": name, "values": {k: float(v) for k, v in values.items()}})
+        values = {k: float(v) for k, v in values.items()}
+        generator.position = 0
+        values |= leak_columns(generator, datamodule.val_set)  # the real set: the leak floor
+        rows.append({"name": name, "values": values})
     return rows
 
 
@@ -303,6 +328,19 @@ def _fmt(value: float) -> str:
     )
 
 
+def leak_cell(row: dict[str, Any]) -> str:
+    """The EMA G's leak check per seed: channel / hue TV distances, '(leak)' past a threshold."""
+    cells = []
+    for run in row["runs"]:
+        ema = run["ema"]
+        if "leak_channel_tv" not in ema or not math.isfinite(ema["leak_channel_tv"]):
+            cells.append("-")
+            continue
+        flag = " leak" if ema.get("leak_leak", 0.0) > 0 else ""
+        cells.append(f"{ema['leak_channel_tv']:.3f}/{ema['leak_hue_tv']:.3f}{flag}")
+    return ", ".join(cells)
+
+
 def row_lines(row: dict[str, Any], columns: list[str]) -> list[str]:
     """Markdown lines of one trained row: G and EMA, each as mean (seed values)."""
     lines = []
@@ -312,7 +350,10 @@ def row_lines(row: dict[str, Any], columns: list[str]) -> list[str]:
             seeds = ", ".join(_fmt(r[which][c]) for r in row["runs"])
             cells.append(f"{_fmt(row[which][c])} ({seeds})" if len(row["runs"]) > 1 else seeds)
         minutes = f"{row['wall_s'] / 60:.1f}"
-        lines.append(f"| {row['name']} | {label} | " + " | ".join(cells) + f" | {minutes} |")
+        leak = leak_cell(row) if which == "ema" else ""
+        lines.append(
+            f"| {row['name']} | {label} | " + " | ".join(cells) + f" | {leak} | {minutes} |"
+        )
     return lines
 
 
@@ -327,12 +368,13 @@ def write_report(
     sample = rows[0]["g"] if rows else baselines[0]["values"]
     columns = score_columns(sample)
     head = [
-        "| row | generator | " + " | ".join(columns) + " | wall min |",
-        "|---|---|" + "---|" * len(columns) + "---|",
+        "| row | generator | " + " | ".join(columns) + " | leak ch/hue TV | wall min |",
+        "|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     body = [line for row in rows for line in row_lines(row, columns)]
     body += [
-        f"| {b['name']} | baseline | " + " | ".join(_fmt(b["values"][c]) for c in columns) + " | |"
+        f"| {b['name']} | baseline | " + " | ".join(_fmt(b["values"][c]) for c in columns)
+        + f" | {b['values']['leak_channel_tv']:.3f}/{b['values']['leak_hue_tv']:.3f} | |"
         for b in baselines
     ]
     overrides = "\n".join(f"- `{r['name']}`: `{' '.join(r['overrides'])}`" for r in rows)

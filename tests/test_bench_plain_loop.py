@@ -1,4 +1,4 @@
-"""The bench's hand-written loop (`ganlab.bench.plain_step`) cannot drift from the real
+"""The bench's hand-written loop (`ganlab.bench.paths.plain_step`) cannot drift from the real
 training step: fed the same initial weights, batches and RNG state, both give the same G, D
 and EMA-G after a few iterations.
 
@@ -18,15 +18,17 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from ganlab.bench import plain_step
+from ganlab.bench.paths import plain_step
 from ganlab.run import build
 
 # EMA half-life 50 images (beta 0.8 per batch of 16): a wrong EMA rate shows in EMA-G at once
 TINY_NETS = ["kimg=null", "callbacks.samples=null", "callbacks.checkpoint=null",
              "data.num_images=64", "model.ema_kimg=0.05"]
-# PGGAN halfway through fading 16 px in (starting at 8 px): 8 iterations stay inside the fade
+# PGGAN halfway through fading 16 px in (starting at 8 px): 8 iterations stay inside the fade;
+# the plain loop has no fading-block EMA copy (model.ema_follows_growth, see plain_step)
 PGGAN_FADE = ["model=pggan", "model.start_resolution=8", "model.schedule.stabilize_kimg=0.05",
-              "model.schedule.fade_kimg=0.4", "model.schedule.batch_size_dict=null"]
+              "model.schedule.fade_kimg=0.4", "model.schedule.batch_size_dict=null",
+              "model.ema_follows_growth=false"]
 CASES = {
     "dcgan": ["model=dcgan"],
     "sagan": ["model=sagan"],
@@ -70,18 +72,18 @@ def test_plain_loop_matches_the_training_step(make_cfg, case):
     plain.load_state_dict(record.initial)
     plain.nimg = record.steps[0][2]
     step = plain_step(plain, "cpu", "32")
-    growing = getattr(plain, "growing", None)
+    schedule = getattr(plain, "schedule", None)  # PGGAN's GrowthSchedule
     for real, rng, nimg in record.steps:
-        if growing is not None:  # what the ProgressiveGrowing callback sets before the batch
-            phase = growing.schedule.at(nimg)
+        if schedule is not None:  # what PGGAN's module sets before the batch
+            phase = schedule.at(nimg)
             assert phase.fading and real.shape[-1] == phase.resolution
             for net in (plain.generator, plain.discriminator, plain.generator_ema):
                 net.set_stage(phase.level, phase.alpha)
         torch.set_rng_state(rng)
         step(real)
 
-    if growing is not None:  # the callback already set the stage of the next batch
-        phase = growing.schedule.at(module.nimg)
+    if schedule is not None:  # the module already set the stage of the next batch
+        phase = schedule.at(module.nimg)
         for net in (plain.generator, plain.discriminator, plain.generator_ema):
             net.set_stage(phase.level, phase.alpha)
     for name in ("generator", "discriminator", "generator_ema"):
