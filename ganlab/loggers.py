@@ -263,9 +263,15 @@ def log_image(trainer: pl.Trainer, key: str, image: Tensor) -> list[str]:
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an image [3, H, W], got {tuple(image.shape)}")
     step, took = trainer.global_step, []
+    kimg = getattr(trainer.lightning_module, "nimg", 0) / 1000
     for logger in trainer.loggers:
         if isinstance(logger, LightningWandbLogger):
-            logger.log_image(key=key, images=[to_uint8_hwc(image).cpu().numpy()], step=step)
+            import wandb
+
+            # the row carries its own train/kimg (not left to W&B's step_sync), so every image is
+            # on the kimg axis however the history rows of scalars and images interleave
+            row = {key: [wandb.Image(to_uint8_hwc(image).cpu().numpy())], "train/kimg": kimg}
+            logger.log_metrics(row, step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image.detach().float().clamp(0, 1).cpu(), step)
         else:

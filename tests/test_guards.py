@@ -71,4 +71,4 @@ def test_pggan_batch_sizes_per_device_or_split_over_ranks(caplog):
 def test_pggan_takes_the_global_batch_switch(make_cfg):
     module = instantiate(make_cfg("model=pggan", "model.start_resolution=8",
                                   "model.schedule.global_batch=true").model)
-    assert module.global_batch and module.schedule_batches[8] == 128
+    assert module.global_batch and module.schedule_batch_sizes[8] == 128
