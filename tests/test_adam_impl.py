@@ -74,3 +74,12 @@ def test_compile_mode_reaches_torch_compile(make_cfg, monkeypatch):
              mode="max-autotune-no-cudagraphs")
     assert seen == ["max-autotune-no-cudagraphs"] * 2
     torch._dynamo.reset()
+
+
+def test_bench_compile_mode_becomes_a_model_override():
+    from ganlab.bench.cli import parse_args
+
+    args = parse_args(["--compile", "--compile-mode", "reduce-overhead", "--", "seed=1"])
+    assert args.overrides == ["model.compile_mode=reduce-overhead", "seed=1"]
+    with pytest.raises(SystemExit):
+        parse_args(["--compile-mode", "reduce-overhead"])  # only with --compile
