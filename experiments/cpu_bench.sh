@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU tables of experiments/BENCHMARKS.md (issue 13), to be run ALONE on a quiet machine.
-#   experiments/cpu_bench.sh            # all: about 60-75 minutes on 2 cores (the peers: 30-45)
+#   experiments/cpu_bench.sh            # all: about 55-70 minutes on 2 cores (the peers: 25-40)
 #   experiments/cpu_bench.sh --dry-run  # print the commands only
 # Writes experiments/bench_{reference,overhead,end_to_end,peers}.json; each command also prints its table.
 set -euo pipefail
@@ -19,7 +19,7 @@ run "$PY" -m ganlab.bench --overhead --skip loader --skip fid --json experiments
 #    against the plain loop: steady-state ratio + startup: ~3 min
 run "$PY" -m ganlab.bench --end-to-end --json experiments/bench_end_to_end.json
 # 4. the peers' own code at their own architectures (heykeetae SAGAN-64 batch 64, pytorch_GAN_zoo
-#    PGGAN 32 px mid-fade batch 16, paper widths) against ganlab fp32 and its fast path: ~30-45 min.
+#    PGGAN 32 px mid-fade batch 16, paper widths) against ganlab fp32 and its fast path: ~25-40 min.
 #    The peers live outside the project: PEERS_DIR/sagan, PEERS_DIR/pggan (experiments/BENCHMARKS.md).
 PEERS_DIR=${PEERS_DIR:-/work/peers}
 if [ -d "$PEERS_DIR/sagan" ] && [ -d "$PEERS_DIR/pggan" ]; then
