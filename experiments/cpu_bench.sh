@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CPU tables of experiments/BENCHMARKS.md (issue 13), to be run ALONE on a quiet machine.
-#   experiments/cpu_bench.sh            # all: about 25-30 minutes on 2 cores
+#   experiments/cpu_bench.sh            # all: about 55-70 minutes on 2 cores (the peers: 25-40)
 #   experiments/cpu_bench.sh --dry-run  # print the commands only
-# Writes experiments/bench_{reference,overhead,end_to_end}.json; each command also prints its table.
+# Writes experiments/bench_{reference,overhead,end_to_end,peers}.json; each command also prints its table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -18,3 +18,13 @@ run "$PY" -m ganlab.bench --overhead --skip loader --skip fid --json experiments
 # 3. the whole run: python -m ganlab.run on 1,700 generated PNGs, DCGAN-32 batch 64, 12 kimg,
 #    against the plain loop: steady-state ratio + startup: ~3 min
 run "$PY" -m ganlab.bench --end-to-end --json experiments/bench_end_to_end.json
+# 4. the peers' own code at their own architectures (heykeetae SAGAN-64 batch 64, pytorch_GAN_zoo
+#    PGGAN 32 px mid-fade batch 16, paper widths) against ganlab fp32 and its fast path: ~25-40 min.
+#    The peers live outside the project: PEERS_DIR/sagan, PEERS_DIR/pggan (experiments/BENCHMARKS.md).
+PEERS_DIR=${PEERS_DIR:-/work/peers}
+if [ -d "$PEERS_DIR/sagan" ] && [ -d "$PEERS_DIR/pggan" ]; then
+  run "$PY" experiments/peers/bench_peers.py --sagan-repo "$PEERS_DIR/sagan" \
+    --pggan-repo "$PEERS_DIR/pggan" --json experiments/bench_peers.json
+else
+  echo "skipped: the peers (set PEERS_DIR to the folder holding sagan/ and pggan/)"
+fi

@@ -4,6 +4,7 @@
     python -m ganlab.bench --quick              # small sizes: about a minute on 2 CPU cores
     python -m ganlab.bench --model dcgan --resolution 64 --batch 64 --json bench.json
     python -m ganlab.bench --model sagan --device cuda --precision bf16-mixed --compile
+    python -m ganlab.bench --model dcgan --device cuda --compile --compile-mode reduce-overhead
     python -m ganlab.bench --model pggan -- model.generator.width=128   # then Hydra overrides
 
 Both paths of a case are built from the same composed config (conf/train.yaml, data=shapes):

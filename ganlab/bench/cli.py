@@ -249,6 +249,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32")
     parser.add_argument("--compile", action="store_true", help="model.compile=true")
+    parser.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune",
+                                                   "max-autotune-no-cudagraphs"],
+                        help="with --compile: torch.compile's mode (model.compile_mode; "
+                             "reduce-overhead: CUDA graphs on a GPU)")
     parser.add_argument("--quick", action="store_true", help="small sizes, short windows")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--overhead", action="store_true",
@@ -278,6 +282,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < low:
             parser.error(f"--{name} {value}: must be >= {low}")
+    if args.compile_mode is not None:
+        if not args.compile:
+            parser.error("--compile-mode: only with --compile")
+        args.overrides = [f"model.compile_mode={args.compile_mode}", *args.overrides]
     if args.resolution is not None and not (args.resolution >= 4 and
                                             math.log2(args.resolution).is_integer()):
         parser.error(f"--resolution {args.resolution}: a power of two >= 4 (DCGAN, SAGAN: >= 8)")

@@ -57,13 +57,14 @@ def plain_step(module: Any, device: str, precision: str) -> Callable[[Tensor], N
     the same math as GANModule.training_step (fakes once, D step, G step every n_critic, EMA
     over the images since its last update; not the lazy R1 phase nor PGGAN's EMA of a fading
     block, which the bench's configs leave off or which cost a copy per fade)."""
-    from ganlab.models.base import ema_beta
+    from ganlab.models.base import adam_kwargs, ema_beta
 
     G, D, G_ema, loss = module.generator, module.discriminator, module.generator_ema, module.loss
     hp = module.hparams
     betas = tuple(hp.betas)
-    opt_g = torch.optim.Adam(G.parameters(), lr=hp.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=hp.lr_d, betas=betas)
+    impl = adam_kwargs(hp.get("adam_impl", "auto"))  # model.adam_impl, as the module's
+    opt_g = torch.optim.Adam(G.parameters(), lr=hp.lr_g, betas=betas, **impl)
+    opt_d = torch.optim.Adam(D.parameters(), lr=hp.lr_d, betas=betas, **impl)
     ema_params, params = list(G_ema.parameters()), list(G.parameters())
     ema_buffers, buffers = list(G_ema.buffers()), list(G.buffers())
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")

@@ -83,8 +83,37 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; training stops and last.ckpt keeps the last finite weights."""
 
 
+ADAM_IMPLS = {  # model.adam_impl -> torch.optim.Adam keywords
+    "auto": {},  # torch's choice: foreach on CUDA, the single-tensor loop on a CPU
+    "foreach": {"foreach": True},  # one multi-tensor kernel per op over all parameters
+    "fused": {"fused": True},  # one fused kernel for the whole step (CUDA, CPU since torch 2.4)
+    "single": {"foreach": False},  # a loop of per-parameter ops
+}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def adam_kwargs(adam_impl: str) -> dict[str, bool]:
+    """torch.optim.Adam's implementation keywords for `model.adam_impl` (ADAM_IMPLS)."""
+    if adam_impl not in ADAM_IMPLS:
+        raise ConfigError(
+            f"model.adam_impl={adam_impl!r} is not one of {list(ADAM_IMPLS)}: set e.g. "
+            "`model.adam_impl=fused` (auto: torch's default)"
+        )
+    return dict(ADAM_IMPLS[adam_impl])
+
+
+def check_compile_mode(compile_mode: str | None) -> None:
+    """Raise ConfigError unless `model.compile_mode` is null or a torch.compile mode."""
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ConfigError(
+            f"model.compile_mode={compile_mode!r} is not one of {list(COMPILE_MODES)} or null: "
+            "set e.g. `model.compile_mode=reduce-overhead` (CUDA graphs) or null (torch's default)"
+        )
+
+
 def speed_up(
-    module: GANModule, channels_last: bool, compile: bool, backend: Any = "inductor"
+    module: GANModule, channels_last: bool, compile: bool, backend: Any = "inductor",
+    mode: str | None = None,
 ) -> None:
     """The `model.channels_last` / `model.compile` switches, applied to the module's networks.
 
@@ -93,7 +122,8 @@ def speed_up(
     shapes, so a network recompiles only when its graph changes (PGGAN: once per stabilise /
     fade phase, as stage and alpha are buffers; D once more for its G-step call), never per step.
     D stays eager if the loss needs double backward (gradient penalty, R1). `backend`: that of
-    torch.compile (tests pass a counting one).
+    torch.compile (tests pass a counting one); `mode`: torch.compile's mode (None: its default;
+    "reduce-overhead": CUDA graphs of the fixed-shape calls, on a GPU).
     """
     if channels_last:
         for net in (module.generator, module.discriminator, module.generator_ema):
@@ -104,12 +134,13 @@ def speed_up(
 
     # one graph per PGGAN phase and D call kind: 2 * 17 phases at 1024 px; the default is 8
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
-    module.generator.compile(dynamic=False, backend=backend)
+    options = {} if mode is None else {"mode": mode}
+    module.generator.compile(dynamic=False, backend=backend, **options)
     if module.loss.needs_double_backward:
         log.warning("model.compile: D stays eager (the loss differentiates D's input gradient, "
                     "which compiled modules do not support); G is compiled")
     else:
-        module.discriminator.compile(dynamic=False, backend=backend)
+        module.discriminator.compile(dynamic=False, backend=backend, **options)
 
 
 class GANModule(pl.LightningModule):
@@ -129,6 +160,9 @@ class GANModule(pl.LightningModule):
         channels_last: G, D and EMA-G weights in channels-last memory format (GPU tensor cores).
         compile: torch.compile G and D in place (see `speed_up`); D stays eager when the loss
             differentiates D's input gradient (WGAN-GP, R1: no double backward when compiled).
+        compile_mode: torch.compile's mode with `compile` (None: its default; COMPILE_MODES).
+        adam_impl: Adam's implementation (ADAM_IMPLS): auto (torch's default), foreach, fused,
+            single.
         allow_batchnorm_with_penalty: train a D with batch norm under WGAN-GP's gradient penalty
             anyway (refused by default, see `losses.check_batchnorm_with_penalty`).
         regenerate_fakes: the G step draws fresh latents (official PGGAN, SAGAN) instead of
@@ -152,6 +186,8 @@ class GANModule(pl.LightningModule):
         sample_seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        compile_mode: str | None = None,
+        adam_impl: str = "auto",
         allow_batchnorm_with_penalty: bool = False,
         regenerate_fakes: bool = False,
         augment: Augment | str | None = None,
@@ -161,6 +197,8 @@ class GANModule(pl.LightningModule):
         check_positive(lr_g, "model.lr_g")
         check_positive(lr_d, "model.lr_d")
         check_int(n_critic, "model.n_critic", 1)
+        adam_kwargs(adam_impl)  # a bad model.adam_impl fails here, before training
+        check_compile_mode(compile_mode)
         if ema_kimg < 0:
             raise ConfigError(f"model.ema_kimg={ema_kimg!r} must be >= 0 (0 = EMA follows G)")
         betas = (float(betas[0]), float(betas[1]))  # plain floats: checkpoints load weights_only
@@ -185,7 +223,7 @@ class GANModule(pl.LightningModule):
         self.run_config: dict | None = None  # resolved Hydra config, stored in checkpoints
         self._ema_pairs: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None = None
         self._resume_rng: dict[str, Any] | None = None  # this rank's RNG state from ckpt_path
-        speed_up(self, channels_last, compile)
+        speed_up(self, channels_last, compile, mode=compile_mode)
 
     # ----------------------------------------------------------------- optimizers
     @property
@@ -198,10 +236,13 @@ class GANModule(pl.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas, ratio = tuple(self.hparams.betas), self.d_mb_ratio
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
+        impl = adam_kwargs(self.hparams.get("adam_impl", "auto"))  # model.adam_impl
+        opt_g = torch.optim.Adam(
+            self.generator.parameters(), lr=self.hparams.lr_g, betas=betas, **impl
+        )
         d_betas = tuple(beta**ratio for beta in betas) if ratio != 1.0 else betas
         opt_d = torch.optim.Adam(
-            self.discriminator.parameters(), lr=self.hparams.lr_d * ratio, betas=d_betas
+            self.discriminator.parameters(), lr=self.hparams.lr_d * ratio, betas=d_betas, **impl
         )
         return [opt_g, opt_d]
 
