@@ -19,7 +19,7 @@ the figure is the median window. Also: peak memory in the timed windows (RSS on 
 `torch.cuda.max_memory_allocated` on GPU), FLOPs per training image (torch.utils.flop_counter,
 one iteration: forward, backward, penalties), achieved FLOP/s, host syncs (`.item()` and the
 like) per training step outside logging steps, and, where present, the loader benchmark
-(`ganlab.data.bench`) and one FID evaluation (`ganlab.bench_fid.time_evaluation`).
+(`ganlab.data.bench`) and one FID evaluation (`ganlab.bench.fid.time_evaluation`).
 """
 
 from ganlab.bench.cli import main

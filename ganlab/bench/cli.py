@@ -107,7 +107,7 @@ def loader_figures(quick: bool) -> dict[str, Any] | None:
 
 
 def fid_figures(quick: bool, device: str) -> dict[str, Any]:
-    """One FID evaluation timed by ganlab.bench_fid.time_evaluation."""
+    """One FID evaluation timed by ganlab.bench.fid.time_evaluation."""
     from ganlab.bench.fid import time_evaluation
 
     if quick:
