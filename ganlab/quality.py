@@ -169,6 +169,14 @@ def leak_columns(generator: nn.Module, reals: Any, num: int = LEAK_NUM) -> dict[
     return {f"leak_{k}": v for k, v in leak_scores(fakes, real).items()}
 
 
+def finished_nimg(run_dir: Path) -> int:
+    """Images shown in `run_dir`'s checkpoints/last.ckpt (0 if there is none)."""
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if not checkpoint.is_file():
+        return 0
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["ganlab"]["nimg"])
+
+
 def run_seed(
     evaluator: FIDEvaluator,
     name: str,
@@ -177,9 +185,12 @@ def run_seed(
     kimg: float,
     run_dir: Path,
 ) -> dict[str, Any]:
-    """Train and score one seed of a row; a run that fails is recorded with NaN scores."""
+    """Train and score one seed of a row; a run that fails is recorded with NaN scores. A run
+    whose last.ckpt already holds `kimg` (an earlier, interrupted table) is scored, not retrained.
+    """
     try:
-        train_s = train_run(overrides, seed, kimg, run_dir)
+        done = finished_nimg(run_dir) >= int(kimg * 1000)
+        train_s = math.nan if done else train_run(overrides, seed, kimg, run_dir)
     except Exception as error:  # noqa: BLE001 - one diverged run must not end the table
         log.exception("quality: %s seed %d failed", name, seed)
         nan = dict.fromkeys(score_columns(evaluator_columns(evaluator)), math.nan)
