@@ -100,3 +100,34 @@ def test_save_grid_logs_to_tensorboard(make_cfg, tmp_path):
 
     events = EventAccumulator(str(Path(trainer.loggers[0].log_dir))).Reload()
     assert "samples/sheet" in events.Tags()["images"]
+
+
+def tensorboard_image_tags(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (log_dir,) = {p.parent for p in run_dir.rglob("events.out.tfevents.*")}
+    return set(EventAccumulator(str(log_dir)).Reload().Tags()["images"])
+
+
+def test_pggan_stage_grids_and_reals_per_side_reach_the_loggers(make_cfg):
+    from ganlab.run import train
+
+    cfg = make_cfg("model=pggan", "model.generator.z_dim=16", "model.schedule.batch_size_dict=null",
+                   "model.start_resolution=8", "model.schedule.stabilize_kimg=0.05",
+                   "model.schedule.fade_kimg=0.05", "kimg=0.16", "logger=tensorboard")
+    train(cfg)
+    samples = Path(cfg.paths.output_dir) / "samples"
+    assert {p.name for p in samples.glob("reals_*px.png")} == {"reals_8px.png", "reals_16px.png"}
+    assert list(samples.glob("stage00_8px_*.png")) and list(samples.glob("stage01_16px_*.png"))
+    tags = tensorboard_image_tags(Path(cfg.paths.output_dir))
+    assert {"samples/stage", "samples/reals", "samples/fakes"} <= tags
+
+
+def test_sagan_attention_maps_reach_the_loggers(make_cfg):
+    from ganlab.run import train
+
+    cfg = make_cfg("model=sagan", "model.generator.attention=[8]",
+                   "model.discriminator.attention=[8]", "logger=tensorboard")
+    train(cfg)
+    assert list((Path(cfg.paths.output_dir) / "samples").glob("attention_*.png"))
+    assert "samples/attention" in tensorboard_image_tags(Path(cfg.paths.output_dir))

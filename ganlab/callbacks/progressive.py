@@ -1,4 +1,5 @@
-"""PGGAN's stage grids: one EMA-G sample grid at the end of each stage's stabilisation.
+"""PGGAN's stage grids: one EMA-G sample grid at the end of each stage's stabilisation, and a grid
+of the training images as D sees them at each new resolution.
 
 The growth itself (stage, alpha, data resolution, batch size, lr, optimizer resets) is applied by
 the PGGAN module (models/pggan.py); this optional callback only writes pictures of it.
@@ -9,15 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
-from torchvision.utils import save_image
 
-from ganlab.callbacks.samples import images_to_grid
+from ganlab.callbacks.samples import save_grid, stage_reals
 
 
 class StageGrids(pl.Callback):
     """Writes `dirpath/stage{p}_{r}px_{nimg}.png` (EMA G of the fixed latents, upscaled to the
     final side) when a stage's stabilisation ends (before the next side fades in) and at the end
-    of training (rank 0). Needs a PGGAN module (`growth_phase`, `schedule`).
+    of training, and `dirpath/reals_{r}px.png` (training images at the stage's side and fade) at
+    the first batch of each side; both also go to W&B / TensorBoard (`samples/stage`,
+    `samples/reals`). Rank 0. Needs a PGGAN module (`growth_phase`, `schedule`).
 
     Args:
         dirpath: folder of the grids (the config passes the samples folder).
@@ -26,6 +28,16 @@ class StageGrids(pl.Callback):
 
     def __init__(self, dirpath: str, nrow: int = 8) -> None:
         self.dirpath, self.nrow = Path(dirpath), nrow
+        self.reals_resolution: int | None = None  # side of the last reals grid written
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        side = pl_module.growth_phase.resolution  # set for this batch by the module
+        if side != self.reals_resolution:
+            self.reals_resolution = side
+            reals = stage_reals(trainer.datamodule, self.nrow * self.nrow)
+            if reals is not None:
+                path = self.dirpath / f"reals_{side}px.png"
+                save_grid(trainer, reals, path, "samples/reals", self.nrow)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # runs before the module's own on_train_batch_end switches to the next phase
@@ -41,9 +53,6 @@ class StageGrids(pl.Callback):
         if not trainer.is_global_zero:
             return None
         phase = pl_module.growth_phase
-        grid = images_to_grid(pl_module.sample(), self.nrow, size=pl_module.generator.resolution)
         name = f"stage{phase.stage:02d}_{phase.resolution}px_{pl_module.nimg:09d}.png"
-        path = self.dirpath / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
-        return path
+        return save_grid(trainer, pl_module.sample(), self.dirpath / name, "samples/stage",
+                         self.nrow, size=pl_module.generator.resolution)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
+from ganlab.loggers import log_image
 from ganlab.models.base import GANModule
 from ganlab.nets.layers import SelfAttention, enable_double_backward
 from ganlab.utils import ConfigError, check_positive, next_multiple
@@ -184,7 +185,7 @@ class AttentionMaps(pl.Callback):
     def follow(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.last_saved_nimg = pl_module.nimg
         if trainer.is_global_zero and self.dirpath is not None:
-            self.save(pl_module, self.dirpath)
+            self.save(pl_module, self.dirpath, trainer)
 
     @torch.no_grad()
     def render(self, pl_module: SAGAN) -> Tensor | None:
@@ -206,8 +207,11 @@ class AttentionMaps(pl.Callback):
         ]
         return make_grid(panels, nrow=3, padding=2, pad_value=1.0)
 
-    def save(self, pl_module: SAGAN, dirpath: Path) -> Path | None:
-        """Render and write the image; returns its path (None without attention blocks)."""
+    def save(
+        self, pl_module: SAGAN, dirpath: Path, trainer: pl.Trainer | None = None
+    ) -> Path | None:
+        """Render and write the image, and log it as `samples/attention` to the trainer's W&B /
+        TensorBoard loggers; returns its path (None without attention blocks)."""
         image = self.render(pl_module)
         if image is None:
             return None
@@ -215,4 +219,6 @@ class AttentionMaps(pl.Callback):
         dirpath.mkdir(parents=True, exist_ok=True)
         path = dirpath / f"attention_{pl_module.nimg:09d}.png"
         save_image(image, path)
+        if trainer is not None:
+            log_image(trainer, "samples/attention", image)
         return path
