@@ -41,7 +41,7 @@ report-check: install  ## tiny run -> HTML report -> rendered in headless Chromi
 	$(PY) -m ganlab.run debug=tiny metric=none callbacks.progress=null hydra.run.dir=outputs/report-check
 	$(PY) -m ganlab.report outputs/report-check --html --check
 
-quality: install  ## quality table of every model on shapes, CPU, ~1 h -> experiments/QUALITY.md (ARGS="--only dcgan")
+quality: install  ## quality table of every model on shapes, CPU, ~30 min -> experiments/QUALITY.md (ARGS="--only dcgan")
 	$(PY) -m ganlab.quality $(ARGS)
 
 clean:  ## remove outputs and caches (not .venv)

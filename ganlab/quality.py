@@ -11,15 +11,13 @@ of the EMA G, in-process. Next to the rows: the real floor (training images vs v
 broken baselines (uniform noise; a one-kind collapse: discs only). Writes QUALITY.md (mean and
 each seed, the commands, machine, date, wall time per row) and quality.json into `--out`.
 
-Sizing (the default table, 5 presets x 2 seeds): each run is `--kimg` = 6 kimg at 32 px with
-the widths below (DCGAN 1/2 of the preset's channels, SAGAN 1/2, PGGAN a cap of 64 channels per
-side instead of 512). Measured CPU time (user + sys, 2 threads, on the shared 2-core AMD EPYC
-at load ~11, so an upper bound): DCGAN ~16 s per kimg, SAGAN ~130 s per kimg (self-attention on
-the 32x32 maps of G and D dominates), PGGAN ~52 s per kimg, plus ~20 s start-up per run and
-~15 s per score of 2000 fakes. Per kimg and seed the five rows cost ~370 CPU-s, so 6 kimg x 2
-seeds ~75 CPU-min + ~10 min of start-up and scoring: about an hour of 2 cores. Later
-experiments reuse the runner: `run_row(name, overrides, seeds, kimg)` and `write_report(...)`,
-or `--rows "NAME OVERRIDE ..."` on the command line.
+Sizing (the default table, 5 presets x 2 seeds): each run is `--kimg` = 20 kimg at 32 px with
+the widths below (DCGAN 32 channels, SAGAN 16 with attention at 16 px, PGGAN a cap of 64 channels
+per side instead of 512). Measured on a 2-core AMD EPYC, one thread per run with other runs beside
+it: about 1 min per DCGAN run, 1.5 min per SAGAN run and 4 min per PGGAN run including scoring,
+so the table takes about half an hour of one core (experiments/QUALITY.md). 20 kimg ranks settings
+at a small budget: DCGAN's samples are still blobs there. Later experiments reuse the runner:
+`run_row(name, overrides, seeds, kimg)` and `write_report(...)`, or `--rows "NAME OVERRIDE ..."`.
 """
 
 from __future__ import annotations
@@ -58,7 +56,7 @@ from ganlab.utils import ConfigError
 log = logging.getLogger("ganlab")
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-KIMG = 20.0  # default training length per run, kimg (the table: ~1 h of one core, see above)
+KIMG = 20.0  # default training length per run, kimg (the table: ~30 min of one core, see above)
 SEEDS = (0, 1)
 NUM_FAKE = 2000  # fakes per score (and reals, capped at the val split's 1000 images)
 SIDE = 32  # px: the shapes metric's side
@@ -416,10 +414,10 @@ Rows (overrides on top of `{base}`):
 
 {overrides}
 
-Sizing: DCGAN 32 channels at 16 px (preset 64), SAGAN 16 channels at 32 px (preset 32; its
-self-attention on the 32x32 maps is the costliest part), PGGAN at most 64 channels per side
-(preset 512), growing 4 -> 32 px with stabilise = fade = kimg/8. The default table (5 presets x 2
-seeds x 6 kimg) was sized at about an hour of 2 CPU cores; this one ran {kimg} kimg per run.
+Sizing: DCGAN 32 channels at 16 px (preset 64), SAGAN 16 channels at 32 px (preset 32) with
+self-attention at 16 px in G and D (preset 32 px: 32x32 attention costs several times the rest of
+the step on a CPU), PGGAN at most 64 channels per side (preset 512), growing 4 -> 32 px with
+stabilise = fade = kimg/8. This table ran {kimg} kimg per run.
 Short runs: these figures rank settings at a small budget, not final quality.
 
 Reproduce: `make quality` (or `python -m ganlab.quality`); a subset: `python -m ganlab.quality
