@@ -15,11 +15,13 @@ One iteration, in order (Lightning 2.x hook order; callbacks first, then the mod
        logs a pending fade start / end row (models/pggan.py).
   training_step (this file)
     3. fakes = G(z) once (grad only if G steps and `regenerate_fakes` is off)
-    4. phase D: `d_step` = loss.discriminator_step(D, reals, fakes.detach()) -> backward -> Adam
-    5. phase R1 (if due): `r1_step` = interval * gamma / 2 * R1(reals) -> backward -> Adam (D's
-       lr * mb_ratio, betas ** mb_ratio)
-    6. phase G (if due): fresh fakes if `regenerate_fakes`; `g_step` = loss.g_loss(D(fakes))
-       -> backward -> Adam, D frozen
+    4. phase D: `d_step` = loss.discriminator_step(D, augment(reals), augment(fakes.detach()))
+       -> backward -> Adam; then `augment.after_d_step` (ADA: p moves every `interval` D steps)
+    5. phase R1 (if due): `r1_step` = interval * gamma / 2 * R1(augment(reals)) -> backward ->
+       Adam (D's lr * mb_ratio, betas ** mb_ratio)
+    6. phase G (if due): fresh fakes if `regenerate_fakes`; `g_step` =
+       loss.g_loss(D(augment(fakes))) -> backward -> Adam, D frozen
+       (`augment` is `model.augment`: the identity unless diffaug / ada)
     7. `count_images`: nimg, iteration, images since the last EMA update; after a G step
        `update_ema` with beta = `ema_beta(images since the last update, ...)` (PGGAN: a fading
        block's EMA weights are G's)
