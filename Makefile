@@ -33,7 +33,7 @@ format: install  ## ruff autofix + format
 bench: install  ## training / loader / FID throughput (ARGS="--quick" for a one-minute run)
 	$(PY) -m ganlab.bench $(ARGS)
 
-bench-all: install  ## the CPU tables of experiments/BENCHMARKS.md (run alone: ~55-70 min)
+bench-all: install  ## the CPU tables of experiments/BENCHMARKS.md (run alone: ~55-70 min, an estimate)
 	PY=$(PY) experiments/cpu_bench.sh
 
 report-check: install  ## tiny run -> HTML report -> rendered in headless Chromium (apt-get install chromium)
