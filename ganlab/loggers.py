@@ -215,7 +215,7 @@ def new_wandb_id() -> str:
 
 class LoggerState(pl.Callback):
     """Keeps the W&B run id in every checkpoint (`checkpoint["ganlab_loggers"]["wandb_id"]`), so
-    a resume from it continues the same W&B run (see `run.continue_loggers`)."""
+    a resume from it continues the same W&B run (see `run.continue_run`)."""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         ids = [lg.version for lg in trainer.loggers if isinstance(lg, LightningWandbLogger)]

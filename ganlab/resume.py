@@ -7,7 +7,6 @@ States are plain types (tensors, lists, ints), so checkpoints still load with we
 
 from __future__ import annotations
 
-import logging
 import random
 from typing import Any
 
@@ -16,7 +15,9 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
-log = logging.getLogger("ganlab")
+from ganlab.logs import get_logger
+
+log = get_logger(__name__)  # rank 0 only: every rank calls warn_inexact
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
                 cfg.optimized_metric = None
             callbacks.append(evaluator)
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-        if loggers:
+        if cfg.get("logger", {}).get("wandb"):
             callbacks.append(LoggerState())  # the W&B run id in checkpoints
         trainer = instantiate(
             cfg.trainer,

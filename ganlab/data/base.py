@@ -213,7 +213,6 @@ class ResizableBatchSampler(Sampler[list[int]]):
             offset = state["offset"] * state["world_size"] // self.world_size
             state = {"pass": state["pass"], "offset": offset}
         self._resume = state
-        self.passes = state["pass"]
 
     def __len__(self) -> int:
         per_rank = len(range(self.rank, self.num_items, self.world_size))
