@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +38,6 @@ from ganlab.utils import ConfigError
 
 SWEEP_PSI = (1.0, 0.8, 0.6, 0.4, 0.2)  # rows of --truncation-sweep
 PIXEL_SIDE = 16  # side of the downscaled pixel space of --nearest, px
-SHAPES_FEATURES = "ganlab.metrics.shapes_features"
 
 
 # ----------------------------------------------------------------------------- sources
@@ -210,15 +208,15 @@ def pixel_features(images: Tensor) -> Tensor:
     return resize(x, min(PIXEL_SIDE, x.shape[-1]), "area").flatten(1)
 
 
-def shapes_feature_fn() -> Callable[[Tensor], Tensor] | None:
-    """The shapes-feature extractor (uint8 [N, 3, R, R] -> [N, D]) when ganlab.metrics.
-    shapes_features is importable and exposes one (`extract_features` / `features` / `extract`)."""
-    try:
-        module = importlib.import_module(SHAPES_FEATURES)
-    except ImportError:
+def shapes_feature_fn(data_target: str | None) -> Callable[[Tensor], Tensor] | None:
+    """The shapes-feature extractor (uint8 [N, 3, R, R] -> [N, 128], no grad) for a run trained on
+    the shapes data (`data_target`: its data config's `_target_`), else None."""
+    from ganlab.metrics.shapes_features import ShapesFeatures
+
+    if data_target != ShapesFeatures.data_target:
         return None
-    return next((getattr(module, n) for n in ("extract_features", "features", "extract")
-                 if callable(getattr(module, n, None))), None)
+    extractor = ShapesFeatures().eval()
+    return torch.no_grad()(extractor)
 
 
 def build_train_set(config: dict, data_root: str | None):
@@ -268,13 +266,16 @@ def nearest_neighbours(
     return best_i, best_d
 
 
-def nearest_sheet(fakes: Tensor, dataset, k: int, space: str) -> tuple[Tensor, str]:
-    """[Q * (k+1), 3, r, r] in [-1, 1]: each fake followed by its k nearest training images."""
+def nearest_sheet(
+    fakes: Tensor, dataset, k: int, space: str, data_target: str | None = None
+) -> tuple[Tensor, str]:
+    """[Q * (k+1), 3, r, r] in [-1, 1]: each fake followed by its k nearest training images
+    (`data_target`: the run's data class; the shapes features serve the shapes data only)."""
     embed, name = pixel_features, f"pixels downscaled to {PIXEL_SIDE} px"
-    features = shapes_feature_fn() if space != "pixel" else None
+    features = shapes_feature_fn(data_target) if space != "pixel" else None
     if space == "features" and features is None:
-        raise ConfigError(f"--space features needs {SHAPES_FEATURES} (not importable here); "
-                          "use --space pixel")
+        raise ConfigError(f"--space features scores the shapes data only (this run trained on "
+                          f"{data_target}); use --space pixel")
     if features is not None:
         embed, name = features, "the shapes-feature space"
     real_side = dataset[0].shape[-1]
@@ -346,7 +347,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.nearest is not None:
         dataset = build_train_set(config, args.data_root)
         fakes = render_(draw_latents(args.num or 8, generator.z_dim, seed))
-        sheet, space = nearest_sheet(fakes, dataset, args.nearest, args.space)
+        data_target = (config.get("data") or {}).get("_target_")
+        sheet, space = nearest_sheet(fakes, dataset, args.nearest, args.space, data_target)
         print(f"nearest neighbours in {space} among {len(dataset)} training images")
         folder, stem = out_paths(out, "nearest")
         return [save_grid(sheet, args.nearest + 1, stem.with_suffix(".png"))]

@@ -16,6 +16,7 @@ from ganlab.generate import (
     pixel_features,
     render,
     resolve_checkpoint,
+    shapes_feature_fn,
     slerp,
     truncated,
 )
@@ -71,6 +72,17 @@ def test_nearest_neighbours_of_a_training_image_include_itself():
     index, dist = nearest_neighbours(queries, dataset, k=3, embed=pixel_features, batch_size=16)
     assert index[:, 0].tolist() == [5, 40]
     assert dist[:, 0].abs().max() < 1e-4 and (dist[:, 1:] >= dist[:, :1]).all()
+
+
+def test_nearest_neighbours_in_the_shapes_feature_space_include_itself():
+    data = ShapesDataModule(resolution=32, num_images=64, num_val_images=8)
+    dataset = data.build_split("train")
+    embed = shapes_feature_fn("ganlab.data.shapes.ShapesDataModule")
+    assert embed is not None
+    assert shapes_feature_fn("ganlab.data.folder.ImageFolderDataModule") is None
+    index, dist = nearest_neighbours(torch.stack([dataset[5], dataset[40]]), dataset, k=3,
+                                     embed=embed, batch_size=16)
+    assert index[:, 0].tolist() == [5, 40] and dist[:, 0].abs().max() < 1e-3
 
 
 def test_interpolate_writes_a_grid_and_a_gif_of_n_frames(run_dir, tmp_path, capsys):
