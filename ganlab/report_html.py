@@ -23,7 +23,8 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 PANELS = (  # title, [(column, dashed, label)]
     ("losses", [("train/d_loss", False, "D"), ("train/g_loss", True, "G")]),
     ("D outputs (logits)", [("train/d_real", False, "real"), ("train/d_fake", True, "fake")]),
-    ("FID", [("val/fid", False, "val/fid")]),
+    ("FID / shapes FD",
+     [("val/fid", False, "val/fid"), ("val/fd_shapes", False, "val/fd_shapes")]),
     ("precision / recall", [("val/precision", False, "precision"), ("val/recall", True, "recall")]),
 )
 MAX_GRIDS = 40  # sample grids inlined per run (evenly spaced over kimg)
@@ -111,13 +112,23 @@ def best(run: Run, key: str, lowest: bool) -> str:
     return f"{values[i]:.4g} <small>@ {kimg[i]:.3g} kimg</small>"
 
 
+DISTANCES = ("val/fid", "val/fd_shapes")  # metric=fid, metric=shapes: the first one a run logged
+
+
+def distance_key(run: Run) -> str:
+    """The Frechet distance `run` logged (FID, else the shapes FD); 'val/fid' if neither."""
+    return next((key for key in DISTANCES if len(run.get(key)[1])), DISTANCES[0])
+
+
 def sweep_table(runs: list[Run]) -> str:
-    """One row per job: best FID (lowest), best precision / recall (highest), final kimg."""
+    """One row per job: best FID or shapes FD (lowest), best precision / recall (highest), final
+    kimg."""
     rows = "".join(
-        f"<tr><td>{html.escape(r.label)}</td><td>{best(r, 'val/fid', True)}</td>"
+        f"<tr><td>{html.escape(r.label)}</td><td>{best(r, distance_key(r), True)}</td>"
         f"<td>{best(r, 'val/precision', False)}</td><td>{best(r, 'val/recall', False)}</td>"
         f"<td>{r.final_kimg:.4g}</td></tr>" for r in runs)
-    return ("<h2>Jobs</h2><table><tr><th>run</th><th>best FID</th><th>best precision</th>"
+    return ("<h2>Jobs</h2><table><tr><th>run</th><th>best FID / shapes FD</th>"
+            "<th>best precision</th>"
             f"<th>best recall</th><th>final kimg</th></tr>{rows}</table>")
 
 

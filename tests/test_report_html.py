@@ -51,6 +51,17 @@ def test_html_report_of_a_sweep_has_one_row_per_job(tmp_path):
     assert rows == [("sweep/0", "70"), ("sweep/1", "55")]
 
 
+def test_html_report_of_a_shapes_metric_sweep_shows_the_shapes_fd(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job, fd in (("0", 31.5), ("1", 29.0)):
+        fake_run(sweep / job, pggan_like_rows()[:20] + [{"step": 40, "val/fd_shapes": fd}])
+    out = tmp_path / "sweep.html"
+    assert report.main([str(sweep), "--html", "--out", str(out)]) == 0
+    assert re.findall(r"<tr><td>(sweep/\d)</td><td>([\d.]+)", out.read_text()) == [
+        ("sweep/0", "31.5"), ("sweep/1", "29")
+    ]
+
+
 def test_html_report_of_a_folder_without_runs_is_an_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert report.main([str(tmp_path / "empty"), "--html"]) == 2
