@@ -55,8 +55,10 @@ def quiet_lightning() -> Iterator[None]:
 def plain_step(module: Any, device: str, precision: str) -> Callable[[Tensor], None]:
     """One GAN iteration on reals [B, 3, r, r] in [-1, 1], written without any framework:
     the same math as GANModule.training_step (fakes once, D step, G step every n_critic, EMA
-    over the images since its last update; not the lazy R1 phase nor PGGAN's EMA of a fading
-    block, which the bench's configs leave off or which cost a copy per fade)."""
+    over the images since its last update). Not here: the lazy R1 phase (off in the bench's
+    configs) and PGGAN's fading-block EMA copy (`model.ema_follows_growth`, on by default: in
+    fade rows the ganlab path copies that block's weights at every EMA update and the plain loop
+    does not, so the ganlab path does slightly more work there)."""
     from ganlab.models.base import adam_kwargs, ema_beta
 
     G, D, G_ema, loss = module.generator, module.discriminator, module.generator_ema, module.loss
