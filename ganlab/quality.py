@@ -65,6 +65,7 @@ LEAK_NUM, LEAK_SEED = 1000, 12345  # fakes / reals per leak check (THRESHOLDS as
 BASE = [
     "data=shapes",
     f"data.resolution={SIDE}",
+    "data.batch_size=32",  # the tables' batch (shapes' default until the first-run change)
     "metric=none",
     "trainer=cpu",
     "logger=csv",

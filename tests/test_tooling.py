@@ -123,7 +123,7 @@ def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_pat
     records = read_wandb_records(run)
     config = {item.key: json.loads(item.value_json)
               for r in records if r.HasField("config") for item in r.config.update}
-    assert config["model"]["lr_g"] == 2e-4 and config["data"]["resolution"] == 16  # run config
+    assert config["model"]["lr_g"] == 1e-3 and config["data"]["resolution"] == 16  # run config
     history = [{".".join(item.nested_key) or item.key: item.value_json for item in r.history.item}
                for r in records if r.HasField("history")]
     for key in ["train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/lr_g",

@@ -352,7 +352,7 @@ class GANModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._ema_pairs = None  # parameters may have moved device
-        lightning_api.fast_logging()  # self.log without a per-call copy of Lightning's records
+        lightning_api.install_fast_paths()  # Lightning's per-step work, less of it
         if self.trainer.world_size > 1:  # DDP: other latents on every rank, not copies of rank 0's
             torch.manual_seed(torch.initial_seed() + self.global_rank)
 
