@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import ProgressBar
 BAR_FORMAT = ("{desc}{percentage:3.0f}%|{bar}| {n:.2f}/{total:g} kimg "
               "[{elapsed}<{remaining}{postfix}]")
 OPEN_FORMAT = "{desc}{n:.2f} kimg [{elapsed}{postfix}]"  # kimg: null (until trainer.max_steps)
-SHOWN = {"train/d_loss": "d", "train/g_loss": "g", "val/fid": "fid"}
+SHOWN = {"train/d_loss": "d", "train/g_loss": "g", "train/resolution": "res", "val/fid": "fid"}
 
 
 class KimgProgressBar(ProgressBar):
@@ -64,7 +64,7 @@ class KimgProgressBar(ProgressBar):
         kimg = pl_module.nimg / 1000
         self.bar.update((min(kimg, self.kimg) if self.kimg else kimg) - self.bar.n)
         metrics = trainer.callback_metrics  # tensors from the last logging step
-        shown = {short: f"{float(metrics[key]):.3f}" for key, short in SHOWN.items()
+        shown = {short: f"{float(metrics[key]):.4g}" for key, short in SHOWN.items()
                  if key in metrics}
         self.bar.set_postfix(shown, refresh=False)
         self.bar.refresh()

@@ -37,6 +37,7 @@ One iteration, in order (Lightning 2.x hook order; callbacks first, then the mod
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,6 +218,7 @@ class GANModule(pl.LightningModule):
         self.nimg = 0  # real images shown so far, over all ranks
         self.iteration = 0  # training batches seen (D steps)
         self.ema_pending_nimg = 0  # real images shown since the last EMA update (checkpointed)
+        self.step_logs: dict[str, float] = {}  # scalars callbacks add to the next logged row
         self.phases = (  # StyleGAN2-ADA's phases: name, every how many iterations
             Phase("D", 1),
             *([Phase("R1", loss.r1_interval)] if loss.lazy_r1 else []),
@@ -369,39 +371,44 @@ class GANModule(pl.LightningModule):
         return {}
 
     def log_train(self, logs: dict[str, Tensor], batch_size: int) -> None:
-        """Log at Lightning's logging interval only: the one host sync of the step happens here."""
+        """One row of `train/*` scalars at Lightning's logging interval (every
+        `trainer.log_every_n_steps` batches), with the step's only host sync: the losses and D
+        outputs of `logs`, the variant's and the augmentation's scalars, learning rates, kimg and
+        what callbacks put in `step_logs`. Under DDP tensors are means over ranks. Written with
+        `lightning_api.log_out_of_band`, not `self.log`: Lightning would keep every logged name
+        in its result collection and walk it at every step. Raises NonFiniteLossError on a
+        NaN / inf loss."""
         if not lightning_api.should_log(self.trainer):
             return
-        self.check_finite(logs)
+        named = {f"train/{name}": value for name, value in logs.items()}
+        named |= {f"train/{name}": value for name, value in self.extra_train_logs().items()}
+        named |= {f"train/{name}": value for name, value in self.augment.logs().items()}
+        row = self.mean_over_ranks(named)  # plain floats
+        self.check_finite({name: row[f"train/{name}"] for name in logs})
         opt_g, opt_d = self.optimizers()
-        scalars: dict[str, Any] = {f"train/{name}": value for name, value in logs.items()}
-        scalars |= {f"train/{name}": value for name, value in self.extra_train_logs().items()}
-        scalars |= {f"train/{name}": value for name, value in self.augment.logs().items()}
-        scalars["train/lr_g"] = opt_g.param_groups[0]["lr"]
-        scalars["train/lr_d"] = opt_d.param_groups[0]["lr"]
-        # sync_dist: under DDP the logged values are means over ranks (no-op on one device)
-        self.log_dict(scalars, on_step=True, on_epoch=False, batch_size=batch_size, sync_dist=True)
-        progress = {"kimg": self.nimg / 1000, "d": logs["d_loss"]}
-        if "g_loss" in logs:
-            progress["g"] = logs["g_loss"]
-        self.log_dict(
-            progress,
-            prog_bar=True,
-            logger=False,
-            on_step=True,
-            on_epoch=False,
-            batch_size=batch_size,
-        )
-        self.log(
-            "train/kimg", self.nimg / 1000, on_step=True, on_epoch=False, batch_size=batch_size
-        )
+        row["train/lr_g"] = opt_g.param_groups[0]["lr"]
+        row["train/lr_d"] = opt_d.param_groups[0]["lr"]
+        row |= {"train/kimg": self.nimg / 1000, **self.step_logs}
+        self.step_logs = {}
+        lightning_api.log_out_of_band(self.trainer, row, flush=False)
 
-    def check_finite(self, logs: dict[str, Tensor]) -> None:
-        """Raise NonFiniteLossError naming the step and loss if any logged value is NaN/inf."""
-        values = torch.stack([v.float() for v in logs.values()])
-        if bool(torch.isfinite(values).all()):
+    def mean_over_ranks(self, values: dict[str, Tensor | float]) -> dict[str, float]:
+        """Scalars as floats, tensors averaged over DDP ranks (one all-reduce of them stacked,
+        one host sync); plain numbers as they are."""
+        tensors = {name: value for name, value in values.items() if isinstance(value, Tensor)}
+        floats = {name: float(value) for name, value in values.items() if name not in tensors}
+        if tensors:
+            stacked = torch.stack([v.detach().float().reshape(()) for v in tensors.values()])
+            if self.trainer.world_size > 1:
+                stacked = self.trainer.strategy.reduce(stacked, reduce_op="mean")
+            floats |= dict(zip(tensors, stacked.tolist(), strict=True))
+        return floats
+
+    def check_finite(self, losses: dict[str, float]) -> None:
+        """Raise NonFiniteLossError naming the iteration and loss if any value is NaN/inf."""
+        bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
+        if not bad:
             return
-        bad = {k: float(v) for k, v in logs.items() if not torch.isfinite(v).all()}
         raise NonFiniteLossError(
             f"non-finite loss at iteration {self.iteration} (kimg {self.nimg / 1000:.3f}): {bad}. "
             "Training stopped; checkpoints/last.ckpt holds the last finite weights. Try a lower "

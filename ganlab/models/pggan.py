@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ganlab.lightning_api import log_out_of_band, should_log
+from ganlab.lightning_api import log_out_of_band
 from ganlab.logs import get_logger
 from ganlab.losses import GANLoss
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
@@ -294,9 +294,6 @@ class PGGAN(GANModule):
         phase = self.schedule.at(self.nimg)  # the phase of the next batch
         if phase != self.growth_phase:
             self.grow(phase)
-        if should_log(self.trainer):
-            self.log_dict({"res": float(phase.resolution), "alpha": phase.alpha}, prog_bar=True,
-                          logger=False, on_step=True, on_epoch=False, batch_size=1)
 
     def grow(self, phase: GrowthPhase, start: bool = False) -> None:
         """Switch G, D, EMA-G, the datamodule and the optimizers to `phase` (for the next batch);
