@@ -227,11 +227,12 @@ def run_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.quick:
         row = end_to_end(resolution=16, batch=16, kimg=0.4, num_images=128, plain_windows=2,
+                         rounds=1,
                          extra=["model.generator.width=8", "model.discriminator.width=8",
                                 *args.overrides])
     else:
         row = end_to_end(resolution=args.resolution or 32, batch=args.batch or 64,
-                         kimg=args.e2e_kimg, extra=list(args.overrides))
+                         kimg=args.e2e_kimg, rounds=args.rounds or 3, extra=list(args.overrides))
     print(format_end_to_end(row), flush=True)
     return {"machine": machine(), "training": [], "end_to_end": row}
 
@@ -293,9 +294,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from ganlab.run import keep_freed_memory
+
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory(True)  # both paths of this process allocate as `ganlab.run` does
     result = run(args)
     print()
     print(format_table(result))
