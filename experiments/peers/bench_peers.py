@@ -433,9 +433,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from ganlab.run import keep_freed_memory
+
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory(True)  # ganlab.run's default allocator setting, here for the peers too
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
     warnings.filterwarnings("ignore", category=UserWarning)  # the peers' deprecated calls

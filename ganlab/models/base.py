@@ -11,8 +11,9 @@ One iteration, in order (Lightning 2.x hook order; callbacks first, then the mod
     1. Lightning draws batch k's indices (sampler, at the batch size set so far), then
        `ImageDataModule.on_after_batch_transfer` resizes / fades / flips the reals to the stage
        set at the end of batch k-1 (or in `on_train_start` for the first batch).
-    2. `on_train_batch_start`: StopAtKimg (stop after this batch?), Throughput's clock; PGGAN
-       logs a pending fade start / end row (models/pggan.py).
+    2. `on_train_batch_start`: StopAtKimg (stop after this batch?), Throughput (at a logging
+       batch: images/s since the last one, into `step_logs`); PGGAN logs a pending fade start /
+       end row (models/pggan.py).
   training_step (this file)
     3. fakes = G(z) once (grad only if G steps and `regenerate_fakes` is off)
     4. phase D: `d_step` = loss.discriminator_step(D, augment(reals), augment(fakes.detach()))
@@ -25,13 +26,14 @@ One iteration, in order (Lightning 2.x hook order; callbacks first, then the mod
     7. `count_images`: nimg, iteration, images since the last EMA update; after a G step
        `update_ema` with beta = `ema_beta(images since the last update, ...)` (PGGAN: a fading
        block's EMA weights are G's)
-    8. `log_train` at Lightning's logging interval only (the one host sync)
+    8. `log_train` at Lightning's logging interval only: the row of train/* scalars, written to
+       the loggers (the one host sync)
   after the batch: `on_train_batch_end`
     9. callbacks in config order: PGGAN's StageGrids (a grid when the schedule is about to
-       grow), SampleGrid, KimgCheckpoint (last.ckpt), Throughput, then the FID evaluator
+       grow), SampleGrid, KimgCheckpoint (last.ckpt), then the FID evaluator
    10. the module: PGGAN applies `GrowthSchedule.at(nimg)` for batch k+1 (stage, alpha, data
        resolution / fade / batch size, lr, Adam reset at fade starts and ends)
-   11. Lightning writes the logged row.
+   11. Lightning writes what else was logged with `self.log` (nothing of ganlab's).
 """
 
 from __future__ import annotations
@@ -285,7 +287,7 @@ class GANModule(pl.LightningModule):
         self.count_images(real.shape[0] * self.trainer.world_size, g_stepped=due["G"])
         if 0 < self.trainer.max_steps <= self.trainer.global_step:
             self.trainer.should_stop = True  # last step: Lightning then also logs this one
-        self.log_train(logs, batch_size=real.shape[0])
+        self.log_train(logs)
 
     def d_step(self, opt_d: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Phase D: one step on reals vs detached fakes [B, 3, R, R] (WGAN-GP's penalty and a
@@ -370,7 +372,7 @@ class GANModule(pl.LightningModule):
         """Scalars a variant adds to every logging step (e.g. PGGAN's resolution, alpha)."""
         return {}
 
-    def log_train(self, logs: dict[str, Tensor], batch_size: int) -> None:
+    def log_train(self, logs: dict[str, Tensor]) -> None:
         """One row of `train/*` scalars at Lightning's logging interval (every
         `trainer.log_every_n_steps` batches), with the step's only host sync: the losses and D
         outputs of `logs`, the variant's and the augmentation's scalars, learning rates, kimg and
