@@ -114,7 +114,7 @@ def test_lazy_r1_is_a_phase_every_interval_with_mb_ratio(make_cfg, interval, r1_
                    "trainer.max_steps=-1", "+trainer.limit_train_batches=8", "trainer.max_epochs=1")
     datamodule, model, trainer = build(cfg)
     logged = []
-    model.log_train = lambda logs, batch_size: logged.append(sorted(logs))
+    model.log_train = lambda logs: logged.append(sorted(logs))
     trainer.fit(model, datamodule=datamodule)
     assert [phase.name for phase in model.phases] == (["D", "G"] if interval == 1
                                                       else ["D", "R1", "G"])
@@ -135,7 +135,7 @@ def test_wgan_gp_penalty_stays_in_every_d_step(make_cfg):
                    "trainer.max_epochs=1")
     datamodule, model, trainer = build(cfg)
     logged = []
-    model.log_train = lambda logs, batch_size: logged.append(sorted(logs))
+    model.log_train = lambda logs: logged.append(sorted(logs))
     trainer.fit(model, datamodule=datamodule)
     assert all("gp" in keys for keys in logged) and len(logged) == 4
     assert ["g_loss" in keys for keys in logged] == [False, True, False, True]
