@@ -105,8 +105,7 @@ def skip_no_op_hooks() -> None:
     context and with the module's `_current_fx_name` set and restored (an nn.Module setattr).
     With a default run's callbacks that is about 60 calls per GAN iteration, nearly all of them
     the base classes' no-ops (`on_before_backward`, `on_after_backward`,
-    `on_before_optimizer_step`, twice per iteration each), about 0.1 ms per iteration on a CPU.
-    Patched here:
+    `on_before_optimizer_step`, twice per iteration each). Patched here:
     - `_call_callback_hooks` leaves out a callback whose hook is still `Callback`'s own method
       and runs the others as Lightning does: in list order, each in its profiler context, with
       `_current_fx_name` set to the hook. Calls that filter by `monitoring_callbacks`, and hooks
@@ -172,9 +171,10 @@ def no_nvml_checks_without_cuda() -> None:
     Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported, so that checking for CUDA does
     not initialise it before a fork. `Optimizer.step` asks `torch.accelerator` at every call;
     under that variable, with CUDA not initialised (always, on a machine without a GPU), the
-    answer dlopens libnvidia-ml each time: about 0.1 ms per optimizer step with a CUDA build of
-    torch. Where torch sees no CUDA device there is nothing a fork could inherit, so the variable
-    is removed and the check becomes torch's cached device count. On a GPU machine it stays."""
+    answer dlopens libnvidia-ml each time: 31 us per call against 1.2 us without (measured on
+    a 2-core CPU with a CUDA build of torch), two calls per GAN iteration. Where torch sees no
+    CUDA device there is nothing a fork could inherit, so the variable is removed and the check
+    becomes torch's cached device count. On a GPU machine it stays."""
     import os
 
     import torch
@@ -203,7 +203,10 @@ def cache_hook_signatures() -> None:
     cached = functools.lru_cache(maxsize=1024)(original)
 
     def is_param_in_hook_signature(hook_fx, param, explicit=False, min_args=None):  # noqa: ANN001, ANN202
-        return cached(getattr(hook_fx, "__func__", hook_fx), param, explicit, min_args)
+        try:
+            return cached(getattr(hook_fx, "__func__", hook_fx), param, explicit, min_args)
+        except TypeError:  # an unhashable callable: inspected every time, as before
+            return original(hook_fx, param, explicit, min_args)
 
     is_param_in_hook_signature._ganlab_fast = True
     is_param_in_hook_signature.__wrapped__ = original
@@ -213,7 +216,8 @@ def cache_hook_signatures() -> None:
 
 def install_fast_paths() -> None:
     """Every per-step saving above (idempotent, behaviour unchanged): GANModule calls it when a
-    fit starts. About 0.25 ms per iteration on a CPU together (experiments/BENCHMARKS.md)."""
+    fit starts. The last three took the overhead-bound case from 0.61 to 0.51 ms per iteration
+    over a plain loop on a 2-core CPU (experiments/BENCHMARKS.md, issue 13's second pass)."""
     fast_logging()
     skip_no_op_hooks()
     cache_hook_signatures()
