@@ -12,6 +12,16 @@ from torch import nn
 from ganlab.models.base import CHECKPOINT_KEY
 from ganlab.utils import ConfigError
 
+CHECKPOINTS = ("best.ckpt", "last.ckpt")  # a run dir's checkpoints, in order of preference
+
+
+def run_checkpoint(run_dir: Path) -> Path | None:
+    """RUN/checkpoints/best.ckpt, else last.ckpt, else None."""
+    for name in CHECKPOINTS:
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    return None
+
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint on the CPU, raising ConfigError if it is missing or not ganlab's."""

@@ -28,14 +28,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from ganlab.checkpoints import load_checkpoint, load_generator
+from ganlab.checkpoints import load_checkpoint, load_generator, run_checkpoint
 from ganlab.metrics.evaluator import FIDEvaluator
 from ganlab.models.base import CHECKPOINT_KEY
 from ganlab.utils import ConfigError
 
 log = logging.getLogger("ganlab")
 
-CHECKPOINTS = ("best.ckpt", "last.ckpt")  # a run dir's checkpoints, in order of preference
 SPLITS = ("train", "val")
 
 
@@ -74,14 +73,6 @@ class GeneratorView(nn.Module):
 
 
 # ----------------------------------------------------------------------------- finding checkpoints
-def run_checkpoint(run_dir: Path) -> Path | None:
-    """RUN/checkpoints/best.ckpt, else last.ckpt, else None."""
-    for name in CHECKPOINTS:
-        if (run_dir / "checkpoints" / name).is_file():
-            return run_dir / "checkpoints" / name
-    return None
-
-
 def run_dir_of(checkpoint: Path) -> Path:
     """The run dir of RUN/checkpoints/X.ckpt (else the checkpoint's folder)."""
     return (

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torchvision.utils import save_image
 
 from ganlab.callbacks.samples import images_to_grid
-from ganlab.checkpoints import load_generator
+from ganlab.checkpoints import CHECKPOINTS, load_generator, run_checkpoint
 from ganlab.data.base import resize, to_float, to_uint8
 from ganlab.utils import ConfigError
 
@@ -42,14 +42,16 @@ PIXEL_SIDE = 16  # side of the downscaled pixel space of --nearest, px
 
 # ----------------------------------------------------------------------------- sources
 def resolve_checkpoint(source: str | Path) -> Path:
-    """A checkpoint file as given, or a run folder's checkpoints/best.ckpt, else last.ckpt."""
+    """A checkpoint file as given, or a run folder's checkpoints/best.ckpt, else last.ckpt (or
+    best, else last, lying in the folder itself, e.g. a checkpoints folder)."""
     path = Path(source).expanduser()
     if not path.is_dir():
         return path  # load_checkpoint names a missing file
-    for name in ("best.ckpt", "last.ckpt"):
-        for candidate in (path / "checkpoints" / name, path / name):
-            if candidate.is_file():
-                return candidate
+    checkpoint = run_checkpoint(path) or next(
+        (path / name for name in CHECKPOINTS if (path / name).is_file()), None
+    )
+    if checkpoint is not None:
+        return checkpoint
     raise ConfigError(
         f"run folder {str(path)!r} holds no checkpoints/best.ckpt or checkpoints/last.ckpt; pass "
         "a run folder that trained at least to its first checkpoint (callbacks.checkpoint."
