@@ -65,7 +65,6 @@ import contextlib
 import importlib.abc
 import importlib.util
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -81,7 +80,7 @@ from typing import Any
 import torch
 
 from ganlab.bench.cases import Case, PathResult, Timing, compose_config, render_train_set
-from ganlab.bench.cli import machine
+from ganlab.bench.cli import machine, prepare_process, write_json
 from ganlab.bench.counters import Clock
 from ganlab.bench.paths import run_ganlab
 
@@ -433,12 +432,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ganlab.run import keep_freed_memory
-
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_freed_memory(True)  # ganlab.run's default allocator setting, here for the peers too
+    prepare_process(args.threads)  # ganlab.run's allocator setting: the peers get it too
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
     warnings.filterwarnings("ignore", category=UserWarning)  # the peers' deprecated calls
@@ -459,10 +454,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["machine"]["load_average_1min_end"] = os.getloadavg()[0]
     print()
     print(format_table(result["rows"], args.fast))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+    write_json(result, args.json)
     return result
 
 

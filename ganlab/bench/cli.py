@@ -293,18 +293,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def prepare_process(threads: int | None) -> None:
+    """A bench process set up as `ganlab.run` sets up its own: torch threads (if given) and the
+    `heap_malloc` allocator setting, which every path timed in this process then shares."""
     from ganlab.run import keep_freed_memory
 
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory(True)
+
+
+def write_json(result: dict[str, Any], path: str | None) -> None:
+    """The figures as JSON at `path` (folders made), if a path is given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"figures written to {path}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_freed_memory(True)  # both paths of this process allocate as `ganlab.run` does
+    prepare_process(args.threads)
     result = run(args)
     print()
     print(format_table(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+    write_json(result, args.json)
     return result
