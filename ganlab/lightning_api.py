@@ -27,10 +27,11 @@ def logged_step(trainer: pl.Trainer) -> int:
 def log_out_of_band(trainer: pl.Trainer, metrics: Mapping[str, float], flush: bool = True) -> None:
     """Write `metrics` (plain floats) once to every logger at the current logged step, outside
     `LightningModule.log` (which repeats a value in later rows until the epoch ends, and keeps
-    every name in a result collection that Lightning walks at every step), and make them visible in
-    `trainer.callback_metrics` (what sweeps, `run.train` and the progress bar read). Rank 0
-    writes; every rank updates its callback_metrics. flush: have each logger save now (false:
-    on the logger's own schedule, e.g. the CSV logger's every 100 rows, and at the end)."""
+    every name in a result collection that Lightning walks at every step), and make them
+    visible in `trainer.callback_metrics` (what sweeps, `run.train` and the progress bar
+    read). Rank 0 writes; every rank updates its callback_metrics. flush: have each logger save
+    now (false: on the logger's own schedule, e.g. the CSV logger's every 100 rows, and at the
+    end)."""
     import torch
 
     # float64: run.train returns these values exactly as computed (e.g. val/fid_best)
@@ -188,9 +189,9 @@ def cache_hook_signatures() -> None:
 
     Lightning asks `is_param_in_hook_signature` whether `training_step` takes `batch_idx` at every
     training step and whether the caller of `self.log` takes a dataloader index at every logged
-    name, each time through `inspect.getfullargspec` (1,320 calls in 600 profiled steps). A function's
-    signature does not change, so the answer is cached per function (a bound method by its
-    function: getfullargspec reports `self` for both)."""
+    name, each time through `inspect.getfullargspec` (1,320 calls in 600 profiled steps). A
+    function's signature does not change, so the answer is cached per function (a bound method
+    by its function: getfullargspec reports `self` for both)."""
     import functools
 
     from pytorch_lightning.core import module as core_module
