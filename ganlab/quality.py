@@ -47,10 +47,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 
 from ganlab import evaluate as ev
-from ganlab.checkpoints import load_generator
+from ganlab.checkpoints import load_checkpoint, load_generator
 from ganlab.data.base import to_float, to_uint8
 from ganlab.metrics.evaluator import FIDEvaluator
 from ganlab.metrics.leak import leak_scores
+from ganlab.models.base import CHECKPOINT_KEY
 from ganlab.utils import ConfigError
 
 log = logging.getLogger("ganlab")
@@ -144,18 +145,23 @@ def train_run(overrides: Sequence[str], seed: int, kimg: float, run_dir: Path) -
     return time.perf_counter() - start
 
 
-def score_run(evaluator: FIDEvaluator, checkpoint: Path, ema: bool) -> dict[str, float]:
-    """The metric's values for the raw (ema=False) or EMA generator of `checkpoint`, and for the
-    EMA generator also the augmentation leak check (`leak_*`: its fakes vs the un-augmented val
-    reals, `ganlab.metrics.leak`)."""
-    generator, config = load_generator(checkpoint, ema=ema)
-    data = ev.data_config(config, REFERENCE)
-    datamodule = ev.reference_data(data, "val")
-    values = ev.score(evaluator, generator, config, data, datamodule, "val", "cpu")
-    values = {k: float(v) for k, v in values.items()}
-    if ema:
-        values |= leak_columns(generator, datamodule.val_set)
-    return values
+def score_run(evaluator: FIDEvaluator, checkpoint: Path) -> tuple[dict[str, float], ...]:
+    """The metric's values for the raw and the EMA generator of `checkpoint`, both against one
+    reference datamodule (the val split of REFERENCE), and for the EMA generator also the
+    augmentation leak check (`leak_*`: its fakes vs the un-augmented val reals,
+    `ganlab.metrics.leak`). Returns (raw values, EMA values)."""
+    scores, datamodule = [], None
+    for ema in (False, True):
+        generator, config = load_generator(checkpoint, ema=ema)
+        if datamodule is None:
+            data = ev.data_config(config, REFERENCE)
+            datamodule = ev.reference_data(data, "val")
+        values = ev.score(evaluator, generator, config, data, datamodule, "val", "cpu")
+        values = {k: float(v) for k, v in values.items()}
+        if ema:
+            values |= leak_columns(generator, datamodule.val_set)
+        scores.append(values)
+    return tuple(scores)
 
 
 @torch.no_grad()
@@ -173,7 +179,7 @@ def finished_nimg(run_dir: Path) -> int:
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["ganlab"]["nimg"])
+    return int(load_checkpoint(checkpoint)[CHECKPOINT_KEY]["nimg"])  # memory-mapped: cheap
 
 
 def run_seed(
@@ -195,7 +201,7 @@ def run_seed(
         nan = dict.fromkeys(score_columns(evaluator_columns(evaluator)), math.nan)
         return {"seed": seed, "error": f"{type(error).__name__}: {error}", "g": nan, "ema": nan}
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    g, ema = score_run(evaluator, checkpoint, False), score_run(evaluator, checkpoint, True)
+    g, ema = score_run(evaluator, checkpoint)
     log.info("quality: %s seed %d: G %s, EMA %s", name, seed, g, ema)
     return {"seed": seed, "train_s": train_s, "g": g, "ema": ema, "run_dir": str(run_dir)}
 
