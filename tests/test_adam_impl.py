@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from torch._dynamo.testing import CompileCounter
 
 from ganlab.models.base import speed_up
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from ganlab.augment import ADA, DiffAugment, NoAugment, resolve_augment
 from ganlab.data.shapes import ShapesDataModule
-from ganlab.losses import Hinge, LeastSquares, NonSaturating, Wasserstein
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
+from ganlab.training.losses import Hinge, LeastSquares, NonSaturating, Wasserstein
 from ganlab.utils import ConfigError
 from tests.conftest import CONF_DIR, read_metrics
 

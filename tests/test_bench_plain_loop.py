@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 
 from ganlab.bench.paths import plain_step
-from ganlab.run import build
+from ganlab.training.fit import build
 
 # EMA half-life 50 images (beta 0.8 per batch of 16): a wrong EMA rate shows in EMA-G at once
 TINY_NETS = ["kimg=null", "callbacks.samples=null", "callbacks.checkpoint=null",

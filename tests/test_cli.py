@@ -10,8 +10,8 @@ import torch
 from hydra.errors import MissingConfigException
 from PIL import Image
 
-from ganlab.generate import main as generate_main
-from ganlab.run import MetricMissingError, build, check_resume, metric_value, train
+from ganlab.cli.generate import main as generate_main
+from ganlab.training.fit import MetricMissingError, build, check_resume, metric_value, train
 from ganlab.utils import ConfigError
 from tests.conftest import compose_config, read_metrics
 

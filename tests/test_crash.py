@@ -20,8 +20,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from ganlab.checkpoints import load_checkpoint
-from ganlab.run import build, check_resume
+from ganlab.training.checkpoints import load_checkpoint
+from ganlab.training.fit import build, check_resume
 
 TRIALS = 24
 TIMEOUT_S = 120  # bound on every wait for a child

@@ -6,7 +6,7 @@ import torch
 
 from ganlab.data import celeba
 from ganlab.data.celeba import CelebADataModule, read_partition
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 from tests.data_makers import BLUE, CELEBA_SPLITS, write_celeba

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from ganlab.data.folder import ImageFolderDataModule
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 from tests.data_makers import write_folder

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ganlab.data.lsun import LSUNDataModule
-from ganlab.run import train
+from ganlab.training.fit import train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 from tests.data_makers import BLUE, banded, write_lmdb

@@ -16,8 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, open_dict
 
-from ganlab import evaluate as ev
-from ganlab.run import train
+from ganlab.cli import evaluate as ev
+from ganlab.training.fit import train
+from ganlab.training.scoring import GeneratorView
 from ganlab.utils import ConfigError
 from tests.conftest import CONF_DIR, TINY, compose_config
 from tests.fid_helpers import inception_weights  # noqa: F401 (fixture)
@@ -184,5 +185,5 @@ def test_an_unknown_metric_names_the_choices(tmp_path):
 
 def test_generator_view_is_what_the_evaluator_reads():
     generator = torch.nn.Linear(4, 4)
-    view = ev.GeneratorView(generator, {"data": {}})
+    view = GeneratorView(generator, {"data": {}})
     assert view.generator_ema is generator and view.device == torch.device("cpu")

@@ -19,7 +19,7 @@ import torch
 
 from ganlab.callbacks.checkpoint import KimgCheckpoint
 from ganlab.data.base import ResizableBatchSampler
-from ganlab.run import build
+from ganlab.training.fit import build
 
 # 64 images, 16 a batch: an epoch is 4 iterations, so the runs cross several epochs
 SMALL = ["kimg=null", "data.num_images=64", "callbacks.samples=null"]

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from torch._dynamo.testing import CompileCounter
 
 from ganlab.models.base import speed_up
-from ganlab.run import build, set_tf32, train
+from ganlab.training.fit import build, set_tf32, train
 from tests.conftest import read_metrics
 
 PGGAN = ["model=pggan", "loss=lsgan", "model.start_resolution=8", "model.generator.z_dim=16",

@@ -11,7 +11,7 @@ import torch
 from ganlab.data.shapes import ShapesDataModule
 from ganlab.metrics.evaluator import FIDEvaluator
 from ganlab.metrics.fid import FeatureMetrics, add_source
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 from tests.fid_helpers import StubModule, TinyFeatures, shapes, write_pngs

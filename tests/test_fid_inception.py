@@ -9,11 +9,11 @@ import pytest
 import torch_fidelity
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from ganlab import fid as fid_cli
+from ganlab.cli import fid as fid_cli
 from ganlab.data.shapes import render_shapes
 from ganlab.metrics.evaluator import FIDEvaluator
 from ganlab.metrics.fid import _Precomputed
-from ganlab.run import build
+from ganlab.training.fit import build
 from tests.conftest import read_metrics
 from tests.fid_helpers import inception_weights, write_pngs  # noqa: F401 (fixture)
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 
-from ganlab import fid as fid_cli
+from ganlab.cli import fid as fid_cli
 from ganlab.data.shapes import render_shapes
 from ganlab.metrics.evaluator import FIDEvaluator
 from ganlab.metrics.inception import WEIGHTS_FILE, WEIGHTS_URL, file_digest
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import compose_config, read_metrics
 from tests.fid_helpers import inception_weights, write_pngs  # noqa: F401 (fixture)

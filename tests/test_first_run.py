@@ -10,7 +10,7 @@ from PIL import Image
 
 from ganlab.callbacks.samples import save_grid
 from ganlab.extras import run_tags
-from ganlab.run import train
+from ganlab.training.fit import train
 from tests.conftest import TINY, compose_config, read_metrics
 
 NO_BAR = [o for o in TINY if not o.startswith("callbacks.progress")]
@@ -89,7 +89,7 @@ def test_reals_grid_is_written_at_the_stage_resolution(make_cfg, tmp_path):
 
 
 def test_save_grid_logs_to_tensorboard(make_cfg, tmp_path):
-    from ganlab.run import build
+    from ganlab.training.fit import build
 
     _, _, trainer = build(make_cfg("logger=tensorboard"))
     images = torch.rand(4, 3, 8, 8) * 2 - 1
@@ -110,7 +110,7 @@ def tensorboard_image_tags(run_dir: Path) -> set[str]:
 
 
 def test_pggan_stage_grids_and_reals_per_side_reach_the_loggers(make_cfg):
-    from ganlab.run import train
+    from ganlab.training.fit import train
 
     cfg = make_cfg("model=pggan", "model.generator.z_dim=16", "model.schedule.batch_size_dict=null",
                    "model.start_resolution=8", "model.schedule.stabilize_kimg=0.05",
@@ -124,7 +124,7 @@ def test_pggan_stage_grids_and_reals_per_side_reach_the_loggers(make_cfg):
 
 
 def test_sagan_attention_maps_reach_the_loggers(make_cfg):
-    from ganlab.run import train
+    from ganlab.training.fit import train
 
     cfg = make_cfg("model=sagan", "model.generator.attention=[8]",
                    "model.discriminator.attention=[8]", "logger=tensorboard")

@@ -7,9 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlab.checkpoints import load_generator
-from ganlab.data.shapes import ShapesDataModule
-from ganlab.generate import (
+from ganlab.cli.generate import (
     lerp,
     main,
     nearest_neighbours,
@@ -20,8 +18,10 @@ from ganlab.generate import (
     slerp,
     truncated,
 )
+from ganlab.data.shapes import ShapesDataModule
 from ganlab.nets.progressive import Generator as ProgressiveGenerator
-from ganlab.run import train
+from ganlab.training.checkpoints import load_generator
+from ganlab.training.fit import train
 from ganlab.utils import ConfigError
 from tests.conftest import TINY, compose_config
 
@@ -146,6 +146,6 @@ def test_nearest_without_a_dataset_to_search_is_rejected(run_dir, tmp_path, caps
     err = capsys.readouterr().err
     assert "--nearest cannot build the training data" in err and "--data-root" in err
     with pytest.raises(ConfigError, match="holds no data config"):
-        from ganlab.generate import build_train_set
+        from ganlab.cli.generate import build_train_set
 
         build_train_set({}, None)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from ganlab.losses import Hinge, Wasserstein, check_precision_with_penalty
 from ganlab.models.pggan import per_device_batches
 from ganlab.nets.layers import MinibatchStdDev
-from ganlab.run import build
+from ganlab.training.fit import build
+from ganlab.training.losses import Hinge, Wasserstein, check_precision_with_penalty
 from ganlab.utils import ConfigError
 
 PGGAN_TINY = ["model.start_resolution=8", "model.schedule.batch_size_dict=null"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ganlab import run
+from ganlab.training import fit as run
 
 
 def test_disabled_does_nothing() -> None:

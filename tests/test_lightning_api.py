@@ -33,7 +33,7 @@ def test_no_other_module_reads_private_trainer_attributes() -> None:
 
 def test_attached_trainer_and_resume_starts_new_epoch_read_lightning_state(make_cfg):
     from ganlab.lightning_api import attached_trainer, resume_starts_new_epoch
-    from ganlab.run import build
+    from ganlab.training.fit import build
 
     cfg = make_cfg("kimg=null", "trainer.max_steps=8", "data.num_images=64")  # 4 batches an epoch
     datamodule, model, trainer = build(cfg)
@@ -83,7 +83,7 @@ def test_callback_hooks_reach_only_the_callbacks_that_implement_them(make_cfg, m
     profiler's contexts) and never to a callback that leaves them as Callback's no-op."""
     from pytorch_lightning.trainer import call
 
-    from ganlab.run import build
+    from ganlab.training.fit import build
 
     calls: list[str] = []
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganlab.run import train
+from ganlab.training.fit import train
 
 STEPS = ["callbacks.samples=null", "metric=none", "callbacks.checkpoint.every_kimg=0.064"]
 

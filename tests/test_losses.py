@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab.losses import (
+from ganlab.training.losses import (
     Hinge,
     LeastSquares,
     NonSaturating,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ganlab.data.shapes import render_shapes
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 from tests.fid_helpers import write_pngs

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from ganlab.run import build
+from ganlab.training.fit import build
 
 
 def test_ema_update_is_a_half_life_lerp(make_cfg):

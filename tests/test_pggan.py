@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ganlab.models.pggan import GrowthPhase, GrowthSchedule
 from ganlab.nets.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev
 from ganlab.nets.progressive import Discriminator, Generator, paper_widths
-from ganlab.run import build
+from ganlab.training.fit import build
 from ganlab.utils import ConfigError
 
 PG = ["model=pggan", "model.generator.z_dim=16", "model.schedule.batch_size_dict=null"]

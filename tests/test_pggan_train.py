@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from ganlab.models.pggan import GrowthPhase
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from ganlab.losses import Hinge, LeastSquares, NonSaturating, Wasserstein
-from ganlab.run import train
+from ganlab.training.fit import train
+from ganlab.training.losses import Hinge, LeastSquares, NonSaturating, Wasserstein
 from tests.conftest import read_metrics
 
 LOSSES = {

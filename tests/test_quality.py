@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from ganlab import quality
+from ganlab.cli import quality
 from ganlab.data.shapes import ABSENT, render_shapes
 
 TINY_ROW = (

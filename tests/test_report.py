@@ -5,8 +5,8 @@ import csv
 import pytest
 from PIL import Image
 
-from ganlab import report
-from ganlab.run import train
+from ganlab.cli import report
+from ganlab.training.fit import train
 
 
 def write_csv(path, rows):

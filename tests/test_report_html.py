@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganlab import report
-from ganlab.browser import check_page, find_chromium
+from ganlab.cli import report
+from ganlab.cli.browser import check_page, find_chromium
 from tests.test_report import pggan_like_rows, write_csv
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlab.losses import Hinge, NonSaturating, Wasserstein
 from ganlab.models.sagan import SAGAN, AttentionMaps
 from ganlab.nets.layers import SelfAttention
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
+from ganlab.training.losses import Hinge, NonSaturating, Wasserstein
 from ganlab.utils import ConfigError
 from tests.conftest import read_metrics
 

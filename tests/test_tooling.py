@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from ganlab import loggers, multirun
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from ganlab.utils import ConfigError
 from tests.conftest import CONF_DIR, TINY, compose_config, read_metrics
 

@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 
 from ganlab.models.base import GANModule
-from ganlab.run import build
+from ganlab.training.fit import build
 from ganlab.utils import ConfigError
 from tests.conftest import CONF_DIR, TINY, compose_config, read_metrics
 

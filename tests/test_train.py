@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from ganlab.models.base import NonFiniteLossError
-from ganlab.run import build, train
+from ganlab.training.fit import build, train
 from tests.conftest import read_metrics
 from tests.test_exact_resume import assert_same_state
 

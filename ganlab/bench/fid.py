@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ganlab.data.shapes import ShapesDataModule
-from ganlab.losses import NonSaturating
 from ganlab.metrics.evaluator import FIDEvaluator
 from ganlab.metrics.inception import (
     InceptionFeatures,
@@ -24,6 +23,7 @@ from ganlab.metrics.inception import (
 )
 from ganlab.models.dcgan import DCGAN
 from ganlab.nets.dcgan import Discriminator, Generator
+from ganlab.training.losses import NonSaturating
 
 
 def inception_or_random(weights_path: str | None) -> tuple[nn.Module, str]:

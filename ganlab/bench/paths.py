@@ -22,7 +22,7 @@ from ganlab.bench.counters import Clock, ClockCallback, FlopCounter
 # ----------------------------------------------------------------------------- ganlab path
 def run_ganlab(cfg: DictConfig, case: Case, timing: Timing, train_set: Any) -> PathResult:
     """ganlab's real path: `ganlab.run.build` + `Trainer.fit`, timed by a callback."""
-    from ganlab.run import build
+    from ganlab.training.fit import build
 
     pl.seed_everything(cfg.seed, verbose=False)
     with quiet_lightning():

@@ -7,19 +7,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
-from ganlab.data.base import fade_reals, resize, to_float
+from ganlab.data.transforms import fade_reals, images_to_grid, resize, to_float
 from ganlab.loggers import log_image
 from ganlab.utils import next_multiple
-
-
-def images_to_grid(images: torch.Tensor, nrow: int = 8, size: int | None = None) -> torch.Tensor:
-    """[N, 3, r, r] in [-1, 1] -> one grid [3, H, W] in [0, 1], optionally upscaled to `size` px."""
-    images = images.float().clamp(-1, 1).add(1).div(2)
-    if size is not None and images.shape[-1] != size:
-        images = torch.nn.functional.interpolate(images, size=size, mode="nearest")
-    return make_grid(images.cpu(), nrow=nrow, padding=1)
 
 
 def save_grid(

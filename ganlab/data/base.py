@@ -14,68 +14,25 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from ganlab.data.transforms import (  # noqa: F401 - re-exported: ganlab.data.base's batch transforms
+    collate_images,
+    fade_reals,
+    random_hflip,
+    resize,
+    to_float,
+    to_uint8,
+)
 from ganlab.lightning_api import resume_starts_new_epoch
-from ganlab.resume import gather_per_rank
+from ganlab.training.resume import gather_per_rank
 from ganlab.utils import ConfigError, check_int, check_positive, check_resolution
 
 DOWNSAMPLE_MODES = ("area", "nearest", "bilinear")
 # Seed of the permutation `data.max_images` takes its subset from: a constant, so the subset is
 # the same on every machine, run and training seed, and smaller subsets lie inside larger ones.
 MAX_IMAGES_SEED = 0
-
-
-# ----------------------------------------------------------------------------- batch transforms
-def to_float(images: Tensor) -> Tensor:
-    """uint8 [N, C, H, W] in [0, 255] -> float32 in [-1, 1]."""
-    return images.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """float [N, C, H, W] in [-1, 1] -> uint8 in [0, 255], rounded as a saved PNG would be."""
-    return images.float().add(1.0).mul(127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
-
-
-def resize(images: Tensor, resolution: int, mode: str = "area") -> Tensor:
-    """Resize float images [N, C, H, W] to [N, C, resolution, resolution].
-
-    area: box filter (exact average of factor x factor blocks when downsampling by an integer);
-    nearest: every factor-th pixel (the reference thesis); bilinear: antialiased bilinear.
-    """
-    if images.shape[-1] == resolution:
-        return images
-    if mode == "area" and images.shape[-1] % resolution == 0:
-        return F.avg_pool2d(images, images.shape[-1] // resolution)
-    if mode == "bilinear":
-        return F.interpolate(
-            images, size=resolution, mode="bilinear", antialias=True, align_corners=False
-        )
-    return F.interpolate(images, size=resolution, mode=mode)
-
-
-def fade_reals(images: Tensor, alpha: float) -> Tensor:
-    """PGGAN real-image fade: alpha * x + (1 - alpha) * upsample(downsample(x)) (2x box, nearest).
-
-    images: float [N, C, R, R]; alpha in [0, 1]; same shape out.
-    """
-    if alpha >= 1.0:
-        return images
-    coarse = F.interpolate(F.avg_pool2d(images, 2), scale_factor=2, mode="nearest")
-    return torch.lerp(coarse, images, alpha)
-
-
-def random_hflip(images: Tensor) -> Tensor:
-    """Mirror a random half of the batch [N, C, H, W] left-right (one draw per image)."""
-    flip = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
-    return torch.where(flip, images.flip(-1), images)
-
-
-def collate_images(batch: Tensor | Sequence[Tensor]) -> Tensor:
-    """Batches from `__getitems__` arrive stacked; single items are stacked here."""
-    return batch if isinstance(batch, Tensor) else torch.stack(list(batch))
 
 
 def fixed_subset(dataset: Dataset, max_images: int | None) -> Dataset:

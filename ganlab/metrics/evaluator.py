@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader
 
 from ganlab import lightning_api
-from ganlab.data.base import collate_images, to_uint8
+from ganlab.data.transforms import collate_images, to_uint8
 from ganlab.logs import get_logger
 from ganlab.metrics.cache import FeatureStats, entry_path, load_stats, save_stats, stats_key
 from ganlab.metrics.fid import FeatureMetrics

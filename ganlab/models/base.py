@@ -51,13 +51,19 @@ from ganlab import lightning_api
 from ganlab.augment import Augment, resolve_augment
 from ganlab.lightning_api import attached_trainer
 from ganlab.logs import get_logger
-from ganlab.losses import GANLoss, check_batchnorm_with_penalty
-from ganlab.resume import gather_per_rank, rng_state, set_rng_state, this_rank, warn_inexact
+from ganlab.training.checkpoints import CHECKPOINT_KEY
+from ganlab.training.losses import GANLoss, check_batchnorm_with_penalty
+from ganlab.training.resume import (
+    gather_per_rank,
+    rng_state,
+    set_rng_state,
+    this_rank,
+    warn_inexact,
+)
 from ganlab.utils import ConfigError, check_int, check_positive
 
 log = get_logger(__name__)
 
-CHECKPOINT_KEY = "ganlab"
 CHECKPOINT_FORMAT = 1
 
 

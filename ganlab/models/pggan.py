@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from ganlab.lightning_api import log_out_of_band
 from ganlab.logs import get_logger
-from ganlab.losses import GANLoss
 from ganlab.models.base import CHECKPOINT_KEY, GANModule
+from ganlab.training.losses import GANLoss
 from ganlab.utils import ConfigError, check_positive, check_resolution, is_power_of_two, log2_int
 
 log = get_logger(__name__)

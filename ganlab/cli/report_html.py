@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganlab.report import Run
+from ganlab.cli.report import Run
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 PANELS = (  # title, [(column, dashed, label)]
