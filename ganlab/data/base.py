@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from ganlab.data.labels import LabelInfo, LabelledDataset, check_label_mode, collate, describe
+from ganlab.data.labels import label_info as make_label_info
 from ganlab.data.transforms import (  # noqa: F401 - re-exported: ganlab.data.base's batch transforms
     collate_images,
     fade_reals,
@@ -26,8 +28,11 @@ from ganlab.data.transforms import (  # noqa: F401 - re-exported: ganlab.data.ba
     to_uint8,
 )
 from ganlab.lightning_api import resume_starts_new_epoch
+from ganlab.logs import get_logger
 from ganlab.training.resume import gather_per_rank
 from ganlab.utils import ConfigError, check_int, check_positive, check_resolution
+
+log = get_logger(__name__)
 
 DOWNSAMPLE_MODES = ("area", "nearest", "bilinear")
 # Seed of the permutation `data.max_images` takes its subset from: a constant, so the subset is
@@ -191,7 +196,13 @@ class ImageDataModule(pl.LightningDataModule):
         seed: seed of the shuffling order.
         max_images: train on this many images of the training split (None: all), the same
             fixed random subset everywhere (`fixed_subset`); validation is untouched.
+        labels: none | class | attributes (ganlab.data.labels): with labels, items are
+            (image, label [K]) and batches (images, labels [B, K]); the dataset says which it
+            has (`supported_labels`) and implements `label_names` and `split_labels`.
     """
+
+    dataset_name = "images"
+    supported_labels: tuple[str, ...] = ()  # data.labels modes this dataset has, besides none
 
     def __init__(
         self,
@@ -204,9 +215,12 @@ class ImageDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         seed: int = 0,
         max_images: int | None = None,
+        labels: str = "none",
     ) -> None:
         super().__init__()
         check_resolution(resolution, 4, 1024, "data.resolution")
+        check_label_mode(labels, self.supported_labels, self.dataset_name)
+        self.labels = labels
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size!r} must be a positive integer")
         check_positive(eval_batch_size, "data.eval_batch_size")
@@ -237,9 +251,46 @@ class ImageDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = fixed_subset(self.build_split("train"), self.max_images)
+            self.train_set = fixed_subset(self.labelled_split("train"), self.max_images)
+            if self.labels != "none":  # the class counts, at start
+                table = self.train_set.dataset.labels[self.train_set.indices] if isinstance(
+                    self.train_set, Subset) else self.train_set.labels
+                log.info(describe(self.label_info(), table, "train"))
         if self.val_set is None and stage in (None, "fit", "validate"):
-            self.val_set = self.build_split("val")
+            self.val_set = self.labelled_split("val")
+
+    # ------------------------------------------------------------------ labels
+    def label_names(self) -> list[str]:
+        """The K class or attribute names (with data.labels set)."""
+        raise NotImplementedError
+
+    def split_labels(self, split: str, images: Dataset) -> Tensor:
+        """Label table float32 [len(images), K] of `images` = build_split(split), row i the label
+        of item i (one-hot or multi-hot)."""
+        raise NotImplementedError
+
+    def train_label_table(self) -> Tensor:
+        """The training split's labels [N, K] without decoding images (datasets read from
+        files override it with their source's labels)."""
+        return self.split_labels("train", self.build_split("train"))
+
+    def label_info(self) -> LabelInfo | None:
+        """Kind, names and training frequencies of the labels (None without labels); reads the
+        label source, so a bad one is a ConfigError here, before training."""
+        if self.labels == "none":
+            return None
+        if getattr(self, "_label_info", None) is None:
+            self._label_info = make_label_info(self.labels, self.label_names(),
+                                               self.train_label_table())
+        return self._label_info
+
+    def labelled_split(self, split: str) -> Dataset:
+        """build_split(split), with its labels when data.labels is set (LabelledDataset)."""
+        images = self.build_split(split)
+        if self.labels == "none":
+            return images
+        self.label_info()
+        return LabelledDataset(images, self.split_labels(split, images))
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: Dataset, sampler: Sampler) -> DataLoader:
@@ -250,7 +301,7 @@ class ImageDataModule(pl.LightningDataModule):
             batch_sampler=sampler,
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
-            collate_fn=collate_images,
+            collate_fn=collate,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
         )
@@ -327,11 +378,20 @@ class ImageDataModule(pl.LightningDataModule):
             return images
         return to_uint8(resize(to_float(images), self.resolution, self.downsample))
 
-    def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Tensor:
+    def on_after_batch_transfer(
+        self, batch: Tensor | tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """images -> prepared images; (images, labels) -> (prepared images, labels): labels pass
+        unchanged (never flipped or augmented), trimmed with their images."""
+        labels = None
+        if not isinstance(batch, Tensor):
+            batch, labels = batch
         training = self.trainer is None or self.trainer.training
         if not training:
-            return self.prepare_eval(batch)
+            images = self.prepare_eval(batch)
+            return images if labels is None else (images, labels)
         if self.trainer is not None and self.train_sampler is not None:
             self.train_sampler.consumed()  # this batch is trained on: the data position moves
         # A batch prefetched before a per-stage batch-size cut (set_batch_size) is trimmed.
-        return self.prepare_reals(batch[: self.batch_size])
+        images = self.prepare_reals(batch[: self.batch_size])
+        return images if labels is None else (images, labels[: self.batch_size])

@@ -4,7 +4,8 @@ On first use each split is decoded, cropped and resized once (in parallel, with 
 to the final resolution and stored as raw uint8 [N, 3, R, R] in `cache_dir`:
 
     NAME.u8    the images, C-contiguous, memory-mapped by later runs and every lower stage
-    NAME.json  written last (the completion marker): shape, key, checksum, skipped files
+    NAME.json  written last (the completion marker): shape, key, checksum, skipped files (their
+           source indices in full, so labels can follow the kept images)
 
 NAME = `{dataset}_{split}_crop{C|sq}_{R}px_{filter}_{hash}`; the hash covers the key (dataset,
 split, crop, resolution, filter, image cap, cache format) and the source (root path and the
@@ -141,9 +142,12 @@ def _paths(cache_dir: str | Path, key: dict) -> tuple[Path, Path]:
     return base.with_suffix(".u8"), base.with_suffix(".json")
 
 
-def open_cache(cache_dir: str | Path, key: dict) -> tuple[MemmapImageDataset, dict] | None:
+def open_cache(
+    cache_dir: str | Path, key: dict, need_skipped: bool = False
+) -> tuple[MemmapImageDataset, dict] | None:
     """The cached images for `key` and their metadata, or None (logging why) if the cache is
-    absent, partial or corrupt."""
+    absent, partial or corrupt; `need_skipped`: also if it skipped images without listing them
+    all (built before the list was kept; labels need it)."""
     data_path, meta_path = _paths(cache_dir, key)
     if not meta_path.is_file():
         if data_path.exists():
@@ -160,6 +164,8 @@ def open_cache(cache_dir: str | Path, key: dict) -> tuple[MemmapImageDataset, di
             problem = f"its size is not {math.prod(shape)} bytes"
         elif file_checksum(data_path) != meta.get("checksum"):
             problem = "its checksum does not match"
+        elif need_skipped and meta.get("num_bad") and "skipped" not in meta:
+            problem = "it does not list the images it skipped, which labels need"
     except (OSError, ValueError, KeyError, TypeError) as error:
         problem = f"its metadata cannot be read ({error})"
     if problem is not None:
@@ -217,7 +223,7 @@ def build_cache(
     data_path, meta_path = _paths(cache_dir, key)
     meta_path.unlink(missing_ok=True)
     tmp = data_path.with_name(f"{data_path.name}.tmp{os.getpid()}")
-    total, count, bad, upscaled = len(source), 0, [], []
+    total, count, bad, upscaled, skipped = len(source), 0, [], [], []
     limit = max_bad_fraction * total
     try:
         with open(tmp, "wb") as out, tqdm(
@@ -227,6 +233,7 @@ def build_cache(
                 out.write(images.tobytes())
                 count += len(images)
                 bad += [(source.name(i), reason) for i, reason in bad_items]
+                skipped += [i for i, _ in bad_items]
                 upscaled += [source.name(i) for i in upscaled_items]
                 bar.update(len(images) + len(bad_items))
                 if len(bad) > limit:
@@ -244,6 +251,7 @@ def build_cache(
         "checksum": file_checksum(data_path),
         "num_bad": len(bad),
         "bad": bad[:20],
+        "skipped": skipped,  # source indices of every skipped image
         "num_upscaled": len(upscaled),
         "upscaled": upscaled[:20],
     }
@@ -288,11 +296,15 @@ def cached_images(
     workers: int = 0,
     max_bad_fraction: float = 0.01,
     what: str = "images",
+    need_skipped: bool = False,
 ) -> MemmapImageDataset:
-    """Open the cache for `key`, building (or rebuilding) it first if needed, under a lock."""
+    """Open the cache for `key`, building (or rebuilding) it first if needed, under a lock.
+
+    The dataset's `kept` is the source index of each cached image (None: every one was kept),
+    what labels of the source are looked up by; `need_skipped`: see `open_cache`."""
     data_path, _ = _paths(cache_dir, key)
     with _locked(data_path.with_suffix(".lock")):
-        opened = open_cache(cache_dir, key)
+        opened = open_cache(cache_dir, key, need_skipped)
         if opened is None:
             log.info("building the %s cache in %s", what, data_path)
             build_cache(cache_dir, key, source, preprocess, workers, max_bad_fraction, what)
@@ -305,7 +317,18 @@ def cached_images(
     if meta["num_bad"]:
         log.info("%s: %d unreadable images were skipped when the cache was built", what,
                  meta["num_bad"])
+    dataset.kept = kept_indices(key["num_source"], meta.get("skipped")) if meta["num_bad"] else None
     return dataset
+
+
+def kept_indices(total: int, skipped: list[int] | None) -> np.ndarray | None:
+    """Source indices of the cached images, in order: all of [0, total) but `skipped` (None when
+    the list is unknown)."""
+    if skipped is None:
+        return None
+    keep = np.ones(total, dtype=bool)
+    keep[np.asarray(skipped, dtype=np.int64)] = False
+    return np.flatnonzero(keep)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -441,5 +464,19 @@ class EncodedImageDataModule(ImageDataModule):
         key = cache_key(self.dataset_name, label, self.preprocess, source)
         return cached_images(
             self.cache_dir, key, source, self.preprocess, self.cache_workers,
-            self.max_bad_fraction, what,
+            self.max_bad_fraction, what, need_skipped=self.labels != "none",
         )
+
+    def source_labels(self, split: str) -> Tensor:
+        """Label table float32 [len(split_source(split)), K] of the split's items, in order."""
+        raise NotImplementedError
+
+    def train_label_table(self) -> Tensor:
+        return self.source_labels("train")
+
+    def split_labels(self, split: str, images: Dataset) -> Tensor:
+        """The labels of `build_split(split)`'s images: the source's, less the images the cache
+        skipped as unreadable."""
+        table = self.source_labels(split)
+        kept = getattr(images, "kept", None)
+        return table if kept is None else table[torch.from_numpy(kept)]

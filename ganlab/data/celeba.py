@@ -8,6 +8,9 @@ A partition file found in ROOT, ROOT/celeba or beside the images (.txt "000001.j
 with header "image_id,partition") gives the official splits: 0 train, 1 valid, 2 test. Without
 one, each file goes to train / valid / test by a hash of (data.split_seed, file name): 80/10/10.
 Preprocessing: centre crop data.crop x data.crop (178 by default), then resize.
+Labels (data.labels=attributes, data.attributes=[Smiling, ...]): those of the 40 attributes, read
+from list_attr_celeba.txt (torchvision) or list_attr_celeba.csv (Kaggle) in ROOT, ROOT/celeba or
+beside the images, -1 / 1 as 0 / 1: a multi-hot vector per image.
 """
 
 from __future__ import annotations
@@ -15,8 +18,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from torch import Tensor
+
 from ganlab.data.cache import EncodedImageDataModule, split_by_hash
 from ganlab.data.images import FileSource, has_images, list_images
+from ganlab.data.labels import (
+    attribute_indices,
+    find_attribute_file,
+    lookup_rows,
+    read_celeba_attributes,
+)
 from ganlab.logs import get_logger
 from ganlab.utils import ConfigError
 
@@ -108,10 +119,12 @@ class CelebADataModule(EncodedImageDataModule):
         train_split: partition(s) to train on: train | valid | test | all.
         val_split: partition for validation / FID: valid | test | train | all.
         split_seed: seed of the hash split (bare layout only).
+        attributes: with data.labels=attributes, the attribute names, e.g. [Smiling, Eyeglasses].
         **kwargs: EncodedImageDataModule / ImageDataModule arguments.
     """
 
     dataset_name = "celeba"
+    supported_labels = ("attributes",)
 
     def __init__(
         self,
@@ -121,9 +134,12 @@ class CelebADataModule(EncodedImageDataModule):
         train_split: str = "train",
         val_split: str = "valid",
         split_seed: int = 0,
+        attributes: list[str] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(root=root, crop=crop, **kwargs)
+        self.attributes = [str(a) for a in attributes or []]
+        self._attributes: tuple[Path, list[str], dict] | None = None  # file, names, rows
         for name, value in (("train_split", train_split), ("val_split", val_split)):
             if value not in PARTITIONS:
                 raise ConfigError(f"data.{name}={value!r}: choose one of {tuple(PARTITIONS)}")
@@ -186,3 +202,31 @@ class CelebADataModule(EncodedImageDataModule):
     def source(self, split: str) -> FileSource:
         names = self.split_names()[self.partitions.get(split, split)]
         return FileSource(self.layout[0], names)
+
+    # ------------------------------------------------------------------ labels
+    def _attribute_rows(self) -> tuple[Path, list[str], dict]:
+        """(attribute file, its 40 names, {file name: 0/1 row}), read once; ConfigError when
+        the file is missing or malformed."""
+        if self._attributes is None:
+            if self.layout is None:
+                self._download()
+            path = find_attribute_file(self.root, self.layout[0])
+            if path is None:
+                raise ConfigError(
+                    f"data=celeba data.labels=attributes: no list_attr_celeba.txt (torchvision) or "
+                    f"list_attr_celeba.csv (Kaggle) in data.root={self.root}, {self.root}/celeba "
+                    f"or beside the images {self.layout[0]}; download it with the images"
+                )
+            names, rows = read_celeba_attributes(path)
+            self._attributes = path, names, rows
+        return self._attributes
+
+    def label_names(self) -> list[str]:
+        path, names, _ = self._attribute_rows()
+        attribute_indices(self.attributes, names, path)  # unknown names: ConfigError
+        return list(self.attributes)
+
+    def source_labels(self, split: str) -> Tensor:
+        path, names, rows = self._attribute_rows()
+        columns = attribute_indices(self.attributes, names, path)
+        return lookup_rows(self.split_source(split).names, rows, columns, path)

@@ -8,7 +8,8 @@ Layouts accepted under data.root (ROOT), tried in this order (CAT = data.categor
     folder    ROOT/**/*.webp|jpg|png (train / val by a seeded hash of the path)
 Without a val LMDB / folder, data.val_fraction of train is held out by a seeded hash of the key.
 Preprocessing: resize the shorter side then centre crop to a square (data.crop=null), as the
-PGGAN and StyleGAN dataset tools do.
+PGGAN and StyleGAN dataset tools do. Labels: none (one scene category; data.labels=class or
+attributes is a ConfigError).
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from ganlab.data.base import ArrayImageDataset, ImageDataModule
+from ganlab.data.labels import one_hot
 from ganlab.utils import ConfigError
 
 SHAPE_KINDS = ("disc", "square", "triangle", "ring")
@@ -66,9 +68,10 @@ def _shape_masks(u: Tensor, v: Tensor, kind: Tensor) -> Tensor:
 
 
 def _render_chunk(
-    num: int, size: int, generator: torch.Generator
+    num: int, size: int, generator: torch.Generator, max_shapes: int = NUM_SLOTS
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Float images [num, 3, size, size] in [0, 1] and their labels (see LABELS)."""
+    """Float images [num, 3, size, size] in [0, 1] and their labels (see LABELS); `max_shapes`
+    1: every image has one shape (the same random draws, the second shape left out)."""
 
     def rand(*shape: int) -> Tensor:
         return torch.rand(*shape, generator=generator)
@@ -81,7 +84,7 @@ def _render_chunk(
     )
     dark, light = rand(num, 3) * 0.35, 0.25 + rand(num, 3) * 0.35
     images = torch.lerp(dark[:, :, None, None], light[:, :, None, None], t[:, None])
-    num_shapes = 1 + (rand(num) < 0.3).long()
+    num_shapes = 1 + (rand(num) < (0.3 if max_shapes > 1 else 0.0)).long()
     slots = []
     for k in range(NUM_SLOTS):
         centre = (rand(num, 2) - 0.5) * 1.0
@@ -130,19 +133,24 @@ def _slot_labels(
 
 
 def render_shapes(
-    num: int, resolution: int, seed: int, chunk: int = 256, return_labels: bool = False
+    num: int, resolution: int, seed: int, chunk: int = 256, return_labels: bool = False,
+    max_shapes: int = NUM_SLOTS,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
     """Render `num` images as uint8 [num, 3, resolution, resolution], deterministic per seed.
 
     return_labels: also return {name: array [num, ...]} of the parameters each image was drawn
     from (see LABELS; the images are the same either way).
+    max_shapes: 2 (one or two shapes, 30% two) or 1 (one shape per image: the class-labelled
+    data, where `kind[:, 0]` is the image's class).
     """
+    if max_shapes not in (1, NUM_SLOTS):
+        raise ConfigError(f"data.max_shapes={max_shapes!r} must be 1 or {NUM_SLOTS}")
     generator = torch.Generator().manual_seed(seed)
     out = np.empty((num, 3, resolution, resolution), dtype=np.uint8)
     parts: list[dict[str, Tensor]] = []
     for start in range(0, num, chunk):
         n = min(chunk, num - start)
-        images, labels = _render_chunk(n, resolution * 2, generator)
+        images, labels = _render_chunk(n, resolution * 2, generator, max_shapes)
         images = torch.nn.functional.avg_pool2d(images, 2)
         out[start : start + n] = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
         parts.append(labels)
@@ -155,20 +163,53 @@ def render_shapes(
 class ShapesDataModule(ImageDataModule):
     """`data=shapes`: the embedded procedural dataset (default).
 
+    Labels (`data.labels=class`): the kind of the image's shape, classes SHAPE_KINDS; with
+    labels on, every image has one shape (`max_shapes` 1), so its class is what it shows.
+
     Args:
         num_images: training images rendered (held in memory).
         num_val_images: validation images (rendered from another seed).
-        **kwargs: ImageDataModule arguments (resolution, batch_size, ...).
+        max_shapes: shapes per image at most, 1 or 2 (None: 2, or 1 with data.labels=class).
+        **kwargs: ImageDataModule arguments (resolution, batch_size, labels, ...).
     """
 
-    def __init__(self, num_images: int = 10000, num_val_images: int = 1000, **kwargs) -> None:
+    dataset_name = "shapes"
+    supported_labels = ("class",)
+
+    def __init__(self, num_images: int = 10000, num_val_images: int = 1000,
+                 max_shapes: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         for name, value in (("num_images", num_images), ("num_val_images", num_val_images)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"data.{name}={value!r} must be a positive integer")
+        if max_shapes is None:
+            max_shapes = 1 if self.labels == "class" else NUM_SLOTS
+        if max_shapes not in (1, NUM_SLOTS):
+            raise ConfigError(f"data.max_shapes={max_shapes!r} must be 1 or {NUM_SLOTS} (or null)")
         self.num_images, self.num_val_images = num_images, num_val_images
+        self.max_shapes = max_shapes
+        self._rendered: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _render(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images uint8 [N, 3, R, R], kind of each image's first shape [N]), rendered once."""
+        if split not in self._rendered:
+            num = self.num_images if split == "train" else self.num_val_images
+            seed = self.seed * 2 + (0 if split == "train" else 1)
+            images, labels = render_shapes(num, self.max_resolution, seed, return_labels=True,
+                                           max_shapes=self.max_shapes)
+            self._rendered[split] = images, labels["kind"][:, 0]
+        return self._rendered[split]
 
     def build_split(self, split: str) -> ArrayImageDataset:
-        num = self.num_images if split == "train" else self.num_val_images
-        seed = self.seed * 2 + (0 if split == "train" else 1)
-        return ArrayImageDataset(render_shapes(num, self.max_resolution, seed))
+        if self.labels == "none":  # as before: no labels rendered or kept
+            num = self.num_images if split == "train" else self.num_val_images
+            seed = self.seed * 2 + (0 if split == "train" else 1)
+            return ArrayImageDataset(render_shapes(num, self.max_resolution, seed,
+                                                   max_shapes=self.max_shapes))
+        return ArrayImageDataset(self._render(split)[0])
+
+    def label_names(self) -> list[str]:
+        return list(SHAPE_KINDS)
+
+    def split_labels(self, split: str, images: Dataset) -> Tensor:
+        return one_hot(self._render(split)[1], len(SHAPE_KINDS))

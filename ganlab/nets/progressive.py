@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
+from ganlab.nets.conditioning import LabelledDiscriminator, check_conditioning, with_labels
 from ganlab.nets.layers import EqualizedConv2d, EqualizedLinear, PixelNorm, minibatch_layers
 from ganlab.utils import ConfigError, check_positive, check_resolution, log2_int
 
@@ -200,6 +201,10 @@ class Generator(Progressive):
         equalized_lr: equalized learning rate (weights N(0, 1) scaled by He's constant).
         spectral_norm: spectral norm on every conv / linear (thesis; needs equalized_lr=false).
         tanh: squash the output with tanh (the paper's output is linear).
+        conditioning: none, or concat / projection / acgan: the label vector is appended to z
+            before the input's pixel norm (the official code's labels_in); see
+            ganlab.nets.conditioning.
+        num_classes: label length K (0 without labels).
     """
 
     def __init__(
@@ -212,16 +217,22 @@ class Generator(Progressive):
         equalized_lr: bool = True,
         spectral_norm: bool = False,
         tanh: bool = False,
+        conditioning: str = "none",
+        num_classes: int = 0,
     ) -> None:
         check_resolution(resolution, 4, 1024, "data.resolution")
         check_positive(z_dim, "model.generator.z_dim")
+        check_conditioning(conditioning, num_classes, "model.conditioning")
         check_layer_options("model.generator", norm, G_NORMS, equalized_lr, spectral_norm)
         super().__init__(resolution)
         self.z_dim, self.tanh = z_dim, tanh
+        self.conditioning, self.num_classes = conditioning, num_classes
+        self.label_input = conditioning != "none"  # [z, y] is the input
         self.channels = resolve_widths(resolution, widths, width, "model.generator")
         sides = list(self.channels)
         options = dict(norm=norm, equalized=equalized_lr, spectral=spectral_norm)
-        self.input = GeneratorInput(z_dim, self.channels[4], **options)
+        c_z = z_dim + (num_classes if self.label_input else 0)
+        self.input = GeneratorInput(c_z, self.channels[4], **options)
         self.blocks = nn.ModuleDict({
             str(side): GeneratorBlock(self.channels[side // 2], self.channels[side], **options)
             for side in sides[1:]
@@ -231,20 +242,20 @@ class Generator(Progressive):
             for side in sides
         })
 
-    def features(self, z: Tensor, side: int) -> Tensor:
+    def features(self, z: Tensor, side: int, y: Tensor | None = None) -> Tensor:
         """Feature map [N, C, side, side] after the blocks up to `side`."""
-        h = self.input(z)
+        h = self.input(with_labels(z, y, self.num_classes) if self.label_input else z)
         for s in range(3, log2_int(side) + 1):
             h = self.blocks[str(1 << s)](h)
         return h
 
-    def forward(self, z: Tensor) -> Tensor:
-        """z [N, z_dim] -> [N, 3, r, r], r = 4 * 2**stage."""
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """z [N, z_dim] (+ labels y [N, K]) -> [N, 3, r, r], r = 4 * 2**stage."""
         side = self.current_resolution
         if not self._fading:
-            out = self.to_rgb[str(side)](self.features(z, side))
+            out = self.to_rgb[str(side)](self.features(z, side, y))
         else:
-            h = self.features(z, side // 2)
+            h = self.features(z, side // 2, y)
             new = self.to_rgb[str(side)](self.blocks[str(side)](h))
             old = F.interpolate(self.to_rgb[str(side // 2)](h), scale_factor=2, mode="nearest")
             out = torch.lerp(old, new, self.alpha.to(new.dtype))
@@ -287,8 +298,13 @@ class DiscriminatorOutput(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.dense(self.conv(self.minibatch(x)).flatten(1)).flatten()
 
+    def with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits [N], the hidden dense layer's output [N, C]: conditioning's features)."""
+        hidden = self.dense[:2](self.conv(self.minibatch(x)).flatten(1))
+        return self.dense[2](hidden).flatten(), hidden
 
-class Discriminator(Progressive):
+
+class Discriminator(Progressive, LabelledDiscriminator):
     """images [N, 3, r, r] at the current stage's side r -> logits [N] (no sigmoid).
 
     Args:
@@ -299,6 +315,9 @@ class Discriminator(Progressive):
         minibatch_stddev: group size of the minibatch-stddev layer at 4x4 (paper: 4; 0 = off).
         minibatch_discrimination: kernels of minibatch discrimination at 4x4 (0 = off).
         minibatch_discrimination_dim: dimension of each such kernel.
+        conditioning, num_classes: concat appends K label planes to the image at every fromRGB;
+            projection and acgan read the hidden dense layer's output (the official code's
+            label outputs are one more dense layer on it); see ganlab.nets.conditioning.
     """
 
     def __init__(
@@ -312,15 +331,19 @@ class Discriminator(Progressive):
         minibatch_stddev: int = 4,
         minibatch_discrimination: int = 0,
         minibatch_discrimination_dim: int = 5,
+        conditioning: str = "none",
+        num_classes: int = 0,
     ) -> None:
         check_resolution(resolution, 4, 1024, "data.resolution")
         check_layer_options("model.discriminator", norm, D_NORMS, equalized_lr, spectral_norm)
         super().__init__(resolution)
+        self.setup_conditioning(conditioning, num_classes)
         self.channels = resolve_widths(resolution, widths, width, "model.discriminator")
         sides = list(self.channels)
         options = dict(norm=norm, equalized=equalized_lr, spectral=spectral_norm)
         self.from_rgb = nn.ModuleDict({
-            str(side): nn.Sequential(conv(3, self.channels[side], 1, equalized_lr, spectral_norm),
+            str(side): nn.Sequential(conv(self.input_channels, self.channels[side], 1, equalized_lr,
+                                          spectral_norm),
                                      nn.LeakyReLU(LRELU_SLOPE))
             for side in sides
         })
@@ -333,13 +356,17 @@ class Discriminator(Progressive):
             minibatch_discrimination=minibatch_discrimination,
             minibatch_discrimination_dim=minibatch_discrimination_dim,
         )
+        heads_wrap = (lambda m: add_spectral_norm(m)) if spectral_norm else None
+        self.add_heads(self.channels[4], heads_wrap)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x [N, 3, r, r], r = 4 * 2**stage -> logits [N]."""
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """x [N, 3, r, r], r = 4 * 2**stage (+ labels y [N, K]) -> logits [N]."""
         side = self.current_resolution
         assert x.shape[-2:] == (side, side), (
             f"D at stage {self._stage} takes {side}px, got {tuple(x.shape)}"
         )
+        y = self.labels(y)
+        x = self.input_planes(x, y)
         h = self.from_rgb[str(side)](x)
         if self._fading:
             new = self.blocks[str(side)](h)
@@ -349,4 +376,7 @@ class Discriminator(Progressive):
         while side > 4:
             h = self.blocks[str(side)](h)
             side //= 2
-        return self.output(h)
+        if self.conditioning == "none":
+            return self.output(h)
+        logits, features = self.output.with_features(h)
+        return self.conditional_output(logits, features, y)
