@@ -31,9 +31,9 @@ def test_attention_keeps_the_shape_and_uses_c_over_8_keys():
     assert layer(x).shape == x.shape
 
 
-@pytest.mark.parametrize("use_sdpa", [True, False])
-def test_attention_is_the_identity_at_gamma_zero(use_sdpa):
-    layer = SelfAttention(16, use_sdpa=use_sdpa)
+@pytest.mark.parametrize("kernel", ["fused", "sdpa", "explicit"])
+def test_attention_is_the_identity_at_gamma_zero(kernel):
+    layer = SelfAttention(16, kernel=kernel)
     assert float(layer.gamma) == 0.0
     x = torch.randn(2, 16, 4, 4)
     torch.testing.assert_close(layer(x), x)
@@ -50,15 +50,36 @@ def test_attention_rows_sum_to_one():
     torch.testing.assert_close(returned, attention)
 
 
-def test_sdpa_path_equals_the_explicit_softmax_path():
-    layer = attention_layer(16)
-    x = torch.randn(2, 16, 8, 8)
-    fused = layer(x)
-    explicit, _ = layer(x, return_attention=True)
-    layer.use_sdpa = False
-    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(layer(x), explicit)
-    assert not torch.allclose(fused, x, atol=1e-3)  # gamma 0.7: the attention term is used
+@pytest.mark.parametrize("kernel", ["fused", "sdpa"])
+@pytest.mark.parametrize("channels", [4, 16, 64])
+def test_sdpa_kernels_equal_the_explicit_softmax_in_values_and_gradients(kernel, channels):
+    """The fused (zero-padded queries and keys) and plain SDPA paths compute the explicit
+    softmax(q k^T) v layer: outputs and every gradient (input and weights) agree."""
+    torch.manual_seed(0)
+    explicit = attention_layer(channels)
+    explicit.kernel = "explicit"
+    other = attention_layer(channels)
+    other.load_state_dict(explicit.state_dict())
+    other.kernel = kernel
+    x = torch.randn(2, channels, 8, 8)
+    outputs, grads = [], []
+    for layer in (explicit, other):
+        xi = x.clone().requires_grad_(True)
+        out = layer(xi)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+        grads.append([xi.grad, *(p.grad for p in layer.parameters())])
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(outputs[0], x, atol=1e-3)  # gamma 0.7: the attention term is used
+    explicit_map, returned = other(x, return_attention=True)
+    torch.testing.assert_close(explicit_map, outputs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_attention_kernel_is_a_config_error():
+    with pytest.raises(ConfigError, match="attention_kernel='flash'.*fused"):
+        SelfAttention(16, kernel="flash")
 
 
 def test_attention_is_twice_differentiable_for_gradient_penalties():

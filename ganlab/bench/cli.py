@@ -213,12 +213,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row = bench_case(case, replace(timing, rounds=rounds), sets[key], Path(tmp))
             result["training"].append(row)
             print(format_row(row), flush=True)
+            if args.versus:  # the same case with the baseline's overrides, in this process
+                base = replace(case, overrides=(*case.overrides, *args.versus))
+                base_row = bench_case(base, replace(timing, rounds=rounds), sets[key], Path(tmp))
+                result.setdefault("versus", []).append(versus_row(row, base_row, args.versus))
+                print(format_row(base_row), f"  <- {' '.join(args.versus)}", flush=True)
+                print(f"speed-up of ganlab img/s over the baseline: "
+                      f"{result['versus'][-1]['speed_up']:.2f}x", flush=True)
     if "loader" not in args.skip:
         result["loader"] = loader_figures(args.quick)
     if "fid" not in args.skip:
         result["fid"] = fid_figures(args.quick, args.device)
     result["machine"]["load_average_1min_end"] = os.getloadavg()[0]
     return result
+
+
+def versus_row(row: dict[str, Any], base_row: dict[str, Any], versus: list[str]) -> dict:
+    """`--versus`: a case against its baseline (the same case with the `versus` overrides)."""
+    return {"model": row["model"], "side": row["side"], "batch": row["batch"],
+            "baseline_overrides": list(versus), "img_per_s": row["ganlab_img_per_s"],
+            "baseline_img_per_s": base_row["ganlab_img_per_s"],
+            "speed_up": round(row["ganlab_img_per_s"] / base_row["ganlab_img_per_s"], 3),
+            "baseline": base_row}
 
 
 def run_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
@@ -277,6 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="PGGAN: only the fade-in of the final side, not every phase")
     parser.add_argument("--skip", action="append", default=[], choices=["loader", "fid"],
                         help="leave out the loader benchmark or the FID timing")
+    parser.add_argument("--versus", nargs="+", metavar="OVERRIDE",
+                        help="also time every case with these Hydra overrides (the baseline, "
+                        "e.g. model.generator.attention_kernel=sdpa) and print the speed-up")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (after --)")
     args = parser.parse_args(argv)
     for name, low in (("warmup", 2), ("windows", 1), ("rounds", 1), ("steps", 1)):

@@ -190,7 +190,7 @@ class AttentionMaps(pl.Callback):
     @torch.no_grad()
     def render(self, pl_module: SAGAN) -> Tensor | None:
         """The attention image [3, H, W] in [0, 1], or None without attention blocks."""
-        generator, disc = pl_module.generator_ema, pl_module.discriminator
+        generator, disc = pl_module.ema_generator(), pl_module.discriminator
         with eval_mode(generator, disc):
             z = pl_module.fixed_z[:1]
             images: list[Tensor] = []

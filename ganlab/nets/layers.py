@@ -86,6 +86,9 @@ class MinibatchStdDev(nn.Module):
         return torch.cat([x, y.to(x.dtype)], dim=1)
 
 
+ATTENTION_KERNELS = ("fused", "sdpa", "explicit")  # model.*.attention_kernel
+
+
 class SelfAttention(nn.Module):
     """Self-attention over all positions of a feature map (SAGAN, Zhang et al. 2019).
 
@@ -94,28 +97,38 @@ class SelfAttention(nn.Module):
     SAGAN); out = gamma * (attention @ v) + x with the learnable scalar gamma starting at 0, so
     the layer is the identity at initialisation. [N, C, H, W] -> [N, C, H, W].
 
-    Memory is quadratic in positions: the explicit path holds N * (H*W)^2 floats; the default
-    `scaled_dot_product_attention` path lets CUDA's memory-efficient kernel avoid that (it
-    takes value dims unlike the query's, and needs C/8 divisible by 4 in float32 or 8 in half
-    precision; flash attention and the CPU kernels need equal dims, so they fall back to the
-    math backend). Fused kernels have no double backward: set `double_backward = True` (see
-    `enable_double_backward`) when a loss differentiates D's gradient (WGAN-GP, R1); the SDPA
-    call is then restricted to its math backend.
+    How the product is computed (`kernel`; all three compute the same function):
+      fused: queries and keys zero-padded from C/8 to C channels (q . k is unchanged) and all
+        three made contiguous, so they have one head dimension with unit stride and
+        `scaled_dot_product_attention` can take a fused
+        kernel (flash attention on CPUs and GPUs): it never holds the N x (H*W)^2 attention
+        matrix, which the other two write and read several times per step (memory-bound).
+      sdpa: `scaled_dot_product_attention` on the unpadded dims (CUDA's memory-efficient kernel
+        takes them; flash and the CPU kernels need equal dims and fall back to the math path).
+      explicit: softmax(q k^T) v written out (also what `return_attention` uses).
+    Fused kernels have no double backward: set `double_backward = True` (see
+    `enable_double_backward`) when a loss differentiates D's gradient (WGAN-GP, R1); SDPA is
+    then restricted to its math backend.
 
     Args:
         channels: C, channels of the input feature map.
         key_ratio: C / (query and key channels), 8 in SAGAN.
-        use_sdpa: use `scaled_dot_product_attention` (else the explicit softmax).
+        kernel: how the attention product is computed (ATTENTION_KERNELS).
     """
 
-    def __init__(self, channels: int, key_ratio: int = 8, use_sdpa: bool = True) -> None:
+    def __init__(self, channels: int, key_ratio: int = 8, kernel: str = "fused") -> None:
         super().__init__()
+        if kernel not in ATTENTION_KERNELS:
+            raise ConfigError(
+                f"attention_kernel={kernel!r} is not one of {list(ATTENTION_KERNELS)}: set e.g. "
+                "`model.generator.attention_kernel=fused`"
+            )
         key_channels = max(1, channels // key_ratio)
         self.query = nn.Conv2d(channels, key_channels, 1)
         self.key = nn.Conv2d(channels, key_channels, 1)
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(()))
-        self.use_sdpa = use_sdpa
+        self.kernel = kernel
         self.double_backward = False
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -129,22 +142,29 @@ class SelfAttention(nn.Module):
         q, k, _ = self._qkv(x)
         return torch.softmax(q @ k.transpose(1, 2), dim=-1)
 
+    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """softmax(q k^T) v through `scaled_dot_product_attention`, one head: q, k [N, HW, d],
+        v [N, HW, C] -> [N, HW, C]."""
+        if self.kernel == "fused":  # equal head dims, unit stride on them: what flash needs
+            pad = v.shape[-1] - q.shape[-1]
+            q, k, v = F.pad(q, (0, pad)), F.pad(k, (0, pad)), v.contiguous()
+        q, k, v = q[:, None], k[:, None], v[:, None]  # [N, 1 head, HW, d]
+        if self.double_backward:
+            with sdpa_kernel(SDPBackend.MATH):
+                return F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0]
+        return F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0]
+
     def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """x [N, C, H, W] -> same shape; with `return_attention`, also the map [N, HW, HW]
         (computed by the explicit path)."""
         n, c, h, w = x.shape
         q, k, v = self._qkv(x)
         attention = None
-        if return_attention or not self.use_sdpa:
+        if return_attention or self.kernel == "explicit":
             attention = torch.softmax(q @ k.transpose(1, 2), dim=-1)
             out = attention @ v
-        else:  # fused kernels need 4-d [N, heads, HW, d]: one head
-            q, k, v = q[:, None], k[:, None], v[:, None]
-            if self.double_backward:
-                with sdpa_kernel(SDPBackend.MATH):
-                    out = F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0]
-            else:
-                out = F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0]
+        else:
+            out = self._sdpa(q, k, v)
         out = x + self.gamma * out.transpose(1, 2).reshape(n, c, h, w)
         return (out, attention) if return_attention else out
 

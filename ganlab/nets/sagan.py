@@ -67,12 +67,13 @@ class Generator(nn.Module):
         attention: feature-map side(s) with a self-attention block ([] = none).
         spectral_norm: spectral norm on every conv / linear.
         batch_norm: batch norm after the linear stem and every transposed conv.
+        attention_kernel: how attention is computed (`layers.ATTENTION_KERNELS`; same function).
     """
 
     def __init__(
         self, z_dim: int = 128, resolution: int = 32, width: int = 32, max_width: int = 512,
         attention: int | Iterable[int] | None = (32,), spectral_norm: bool = True,
-        batch_norm: bool = True,
+        batch_norm: bool = True, attention_kernel: str = "fused",
     ) -> None:
         super().__init__()
         check_resolution(resolution, 8, 256, "data.resolution")
@@ -95,7 +96,8 @@ class Generator(nn.Module):
                 nn.ReLU(inplace=True),
             )
         self.attention = nn.ModuleDict(
-            {str(side): SelfAttention(self.widths[side]) for side in self.attention_sides}
+            {str(side): SelfAttention(self.widths[side], kernel=attention_kernel)
+             for side in self.attention_sides}
         )
         self.to_rgb = nn.Conv2d(self.widths[resolution], 3, 3, 1, 1)
         if spectral_norm:
@@ -125,13 +127,14 @@ class Discriminator(nn.Module):
         minibatch_stddev: group size of a minibatch-stddev layer at 4x4, 0 = off.
         minibatch_discrimination: kernels B of minibatch discrimination at 4x4, 0 = off.
         minibatch_discrimination_dim: dimension K of each minibatch-discrimination kernel.
+        attention_kernel: how attention is computed (`layers.ATTENTION_KERNELS`; same function).
     """
 
     def __init__(
         self, resolution: int = 32, width: int = 32, max_width: int = 512,
         attention: int | Iterable[int] | None = (32,), spectral_norm: bool = True,
         batch_norm: bool = False, minibatch_stddev: int = 0, minibatch_discrimination: int = 0,
-        minibatch_discrimination_dim: int = 5,
+        minibatch_discrimination_dim: int = 5, attention_kernel: str = "fused",
     ) -> None:
         super().__init__()
         check_resolution(resolution, 8, 256, "data.resolution")
@@ -153,7 +156,8 @@ class Discriminator(nn.Module):
                 nn.LeakyReLU(LRELU_SLOPE, inplace=True),
             )
         self.attention = nn.ModuleDict(
-            {str(side): SelfAttention(self.widths[side]) for side in self.attention_sides}
+            {str(side): SelfAttention(self.widths[side], kernel=attention_kernel)
+             for side in self.attention_sides}
         )
         layers, channels = minibatch_layers(self.widths[4], 4, minibatch_stddev,
                                             minibatch_discrimination, minibatch_discrimination_dim)
