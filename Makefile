@@ -24,6 +24,9 @@ train: install  ## train on the embedded default (extra Hydra overrides: ARGS="m
 test: install  ## run the test suite (offline, CPU, ~minutes)
 	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
 
+test-fast: install  ## the inner loop: all tests but the slow and GPU ones (under a minute)
+	WANDB_MODE=offline $(PY) -m pytest -m "not slow and not gpu" $(ARGS)
+
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ganlab tests
 

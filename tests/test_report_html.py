@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ganlab.cli import report
-from ganlab.cli.browser import check_page, find_chromium
+from ganlab.cli.report.browser import check_page, find_chromium
 from tests.test_report import pggan_like_rows, write_csv
 
 

@@ -1,4 +1,4 @@
-"""One self-contained HTML report of a run or a sweep (`python -m ganlab.report RUN --html`).
+"""The report's HTML view: one self-contained page of a run or a sweep (`ganlab-report RUN --html`).
 
 No network and no external scripts: curves are inline SVG drawn here, images are inlined as
 base64 PNG, and a few lines of inline JS run the sample slider and, once every plot and image
@@ -17,16 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ganlab.cli.report import Run
+from ganlab.cli.report.run import PANELS, Run, panel_lines
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-PANELS = (  # title, [(column, dashed, label)]
-    ("losses", [("train/d_loss", False, "D"), ("train/g_loss", True, "G")]),
-    ("D outputs (logits)", [("train/d_real", False, "real"), ("train/d_fake", True, "fake")]),
-    ("FID / shapes FD",
-     [("val/fid", False, "val/fid"), ("val/fd_shapes", False, "val/fd_shapes")]),
-    ("precision / recall", [("val/precision", False, "precision"), ("val/recall", True, "recall")]),
-)
 MAX_GRIDS = 40  # sample grids inlined per run (evenly spaced over kimg)
 MAX_SHEETS = 24  # other PNGs (stage sheets, attention maps, reals) inlined per run
 W, H, PAD = 420, 260, 44  # panel size and margin, px
@@ -90,41 +83,27 @@ def svg_panel(title: str, lines: list[tuple[str, str, bool, np.ndarray, np.ndarr
 
 
 def curves(runs: list[Run]) -> str:
-    """The four panels, every run overlaid (one colour per run)."""
+    """The panels of ganlab.cli.report.run, every run overlaid (one colour per run)."""
+    marks = [k for k, _, start in runs[0].stage_boundaries() if start] if len(runs) == 1 else []
     panels = []
-    for title, keys in PANELS:
-        lines = []
-        for i, run in enumerate(runs):
-            for key, dashed, name in keys:
-                kimg, values = run.get(key)
-                label = f"{run.label} {name}" if len(runs) > 1 else name
-                lines.append((label, COLORS[i % len(COLORS)], dashed, kimg, values))
-        marks = [k for k, _, start in runs[0].stage_boundaries() if start] if len(runs) == 1 else []
-        panels.append(svg_panel(title, lines, marks))
+    for panel in PANELS:
+        lines = [(f"{runs[i].label} {line.label}" if len(runs) > 1 else line.label,
+                  COLORS[i % len(COLORS)], line.dashed, kimg, values)
+                 for i, line, kimg, values in panel_lines(runs, panel)]
+        panels.append(svg_panel(panel.title, lines, marks))
     return '<div class="panels">' + "".join(panels) + "</div>"
 
 
 def best(run: Run, key: str, lowest: bool) -> str:
-    kimg, values = run.get(key)
-    if not len(values):
-        return "-"
-    i = int(np.argmin(values) if lowest else np.argmax(values))
-    return f"{values[i]:.4g} <small>@ {kimg[i]:.3g} kimg</small>"
-
-
-DISTANCES = ("val/fid", "val/fd_shapes")  # metric=fid, metric=shapes: the first one a run logged
-
-
-def distance_key(run: Run) -> str:
-    """The Frechet distance `run` logged (FID, else the shapes FD); 'val/fid' if neither."""
-    return next((key for key in DISTANCES if len(run.get(key)[1])), DISTANCES[0])
+    value, kimg = run.best(key, lowest)
+    return "-" if math.isnan(value) else f"{value:.4g} <small>@ {kimg:.3g} kimg</small>"
 
 
 def sweep_table(runs: list[Run]) -> str:
     """One row per job: best FID or shapes FD (lowest), best precision / recall (highest), final
     kimg."""
     rows = "".join(
-        f"<tr><td>{html.escape(r.label)}</td><td>{best(r, distance_key(r), True)}</td>"
+        f"<tr><td>{html.escape(r.label)}</td><td>{best(r, r.distance_key, True)}</td>"
         f"<td>{best(r, 'val/precision', False)}</td><td>{best(r, 'val/recall', False)}</td>"
         f"<td>{r.final_kimg:.4g}</td></tr>" for r in runs)
     return ("<h2>Jobs</h2><table><tr><th>run</th><th>best FID / shapes FD</th>"
@@ -134,7 +113,7 @@ def sweep_table(runs: list[Run]) -> str:
 
 def sample_slider(run: Run, index: int) -> str:
     """The fakes_{nimg}.png grids over kimg behind a range slider (data URIs in a JS array)."""
-    grids = sorted((run.path / "samples").glob("fakes_*.png"))
+    grids = run.sample_grids()
     if not grids:
         return "<p class='none'>no sample grids (samples/fakes_*.png)</p>"
     if len(grids) > MAX_GRIDS:
@@ -154,8 +133,7 @@ def sample_slider(run: Run, index: int) -> str:
 
 def sheets(run: Run) -> str:
     """Other PNGs in samples/: PGGAN stage sheets, SAGAN attention maps, reals.png."""
-    files = sorted(p for p in (run.path / "samples").rglob("*.png")
-                   if not p.name.startswith("fakes_"))[:MAX_SHEETS]
+    files = run.sheets()[:MAX_SHEETS]
     if not files:
         return ""
     figures = "".join(f'<figure><img src="{data_uri(p)}" alt="{html.escape(p.name)}">'
@@ -165,8 +143,8 @@ def sheets(run: Run) -> str:
 
 
 def eval_table(run: Run) -> str:
-    """eval.json (ganlab.evaluate) as a key / value table, if present."""
-    files = sorted(run.path.rglob("eval.json"))
+    """eval.json (ganlab-evaluate) as a key / value table, if present."""
+    files = run.eval_files()
     if not files:
         return ""
     out = []
@@ -184,11 +162,11 @@ def eval_table(run: Run) -> str:
 
 
 def config(run: Run) -> str:
-    path = run.path / ".hydra" / "config.yaml"
-    if not path.is_file():
+    text = run.config_text
+    if text is None:
         return ""
     return (f"<details><summary>Resolved config (.hydra/config.yaml)</summary>"
-            f"<pre>{html.escape(path.read_text())}</pre></details>")
+            f"<pre>{html.escape(text)}</pre></details>")
 
 
 def run_section(run: Run, index: int, single: bool) -> str:
