@@ -37,6 +37,7 @@ def test_pyproject_lists_every_package_and_console_script():
         assert callable(getattr(importlib.import_module(module), function)), target
 
 
+@pytest.mark.slow  # a fresh interpreter per tool
 @pytest.mark.parametrize("tool", ["generate", "fid", "report"])
 def test_light_tools_answer_help_without_importing_lightning(tool):
     code = (f"import runpy, sys\nsys.argv = ['ganlab.{tool}', '--help']\ntry:\n"
