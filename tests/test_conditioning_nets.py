@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlab.nets import dcgan, progressive
+from ganlab.nets import dcgan, progressive, sagan
 from ganlab.nets.conditioning import ConditionalBatchNorm2d, label_planes
 from ganlab.utils import ConfigError
 
@@ -54,11 +54,15 @@ def test_concat_planes_carry_multi_hot_attributes():
     assert out[0, 3].eq(1).all() and out[0, 4].eq(0).all() and out[0, 5].eq(1).all()
 
 
-@pytest.mark.parametrize("net", ["dcgan", "pggan"])
+@pytest.mark.parametrize("net", ["dcgan", "sagan", "pggan"])
 def test_projection_output_is_unconditional_output_plus_inner_product(net):
     if net == "dcgan":
         d = dcgan.Discriminator(resolution=16, width=8, conditioning="projection", num_classes=K)
         last = d.net[-1]
+    elif net == "sagan":
+        d = sagan.Discriminator(resolution=16, width=8, attention=[8],
+                                conditioning="projection", num_classes=K)
+        last = d.out
     else:
         d = progressive.Discriminator(resolution=16, width=8, minibatch_stddev=0,
                                       conditioning="projection", num_classes=K)
@@ -68,7 +72,7 @@ def test_projection_output_is_unconditional_output_plus_inner_product(net):
     with torch.no_grad():
         conditional, unconditional = d(x, y), d(x)
         features = first_input(last, lambda: d(x))
-    if net == "dcgan":
+    if net != "pggan":
         features = features.sum((2, 3))  # the 4x4 map the last conv reads, summed
     inner = (d.projection.embed(y) * features).sum(1)
     torch.testing.assert_close(conditional, unconditional + inner)
@@ -147,3 +151,21 @@ def test_conditioning_without_labels_is_a_config_error(mode):
 def test_unknown_conditioning_is_a_config_error():
     with pytest.raises(ConfigError, match="concat"):
         dcgan.Discriminator(resolution=16, width=8, conditioning="cbn", num_classes=K)
+
+
+def test_sagan_projection_generator_conditions_its_batch_norms_without_spectral_norm_on_them():
+    g = sagan.Generator(z_dim=8, resolution=16, width=8, attention=[8],
+                        conditioning="projection", num_classes=K)
+    norms = [m for m in g.modules() if isinstance(m, ConditionalBatchNorm2d)]
+    assert len(norms) == 3  # stem, 8 px and 16 px blocks
+    assert not any(hasattr(m.gain, "parametrizations") for m in norms)
+    assert hasattr(g.stem, "parametrizations")  # spectral norm elsewhere as before
+    g.train()
+    out = g(torch.randn(4, 8), labels(4))
+    assert out.shape == (4, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_sagan_projection_needs_batch_norm_in_g():
+    with pytest.raises(ConfigError, match="batch_norm=true"):
+        sagan.Generator(resolution=16, width=8, batch_norm=False, conditioning="projection",
+                        num_classes=K)

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from ganlab.data.labels import images_of
 from ganlab.logs import get_logger
 from ganlab.utils import check_int, next_multiple
 
@@ -181,7 +182,7 @@ class StopAtKimg(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # Decided before the step, so the last step is logged (Lightning logs when stopping).
-        next_nimg = pl_module.nimg + batch.shape[0] * trainer.world_size
+        next_nimg = pl_module.nimg + images_of(batch).shape[0] * trainer.world_size
         if self.max_nimg is not None and next_nimg >= self.max_nimg:
             trainer.should_stop = True
 

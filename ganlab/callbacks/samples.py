@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import save_image
 
+from ganlab.data.labels import images_of
 from ganlab.data.transforms import fade_reals, images_to_grid, resize, to_float
 from ganlab.loggers import log_image
 from ganlab.utils import next_multiple
@@ -38,7 +39,8 @@ def stage_reals(datamodule: pl.LightningDataModule, num: int) -> torch.Tensor | 
     dataset = getattr(datamodule, "train_set", None)
     if dataset is None or len(dataset) == 0:
         return None
-    images = to_float(torch.stack([dataset[i] for i in range(min(num, len(dataset)))]))
+    items = [images_of(dataset[i]) for i in range(min(num, len(dataset)))]  # labels dropped
+    images = to_float(torch.stack(items))
     resolution = getattr(datamodule, "resolution", images.shape[-1])
     images = resize(images, resolution, getattr(datamodule, "downsample", "area"))
     return fade_reals(images, getattr(datamodule, "fade_alpha", 1.0))

@@ -51,6 +51,12 @@ from ganlab import lightning_api
 from ganlab.augment import Augment, resolve_augment
 from ganlab.lightning_api import attached_trainer
 from ganlab.logs import get_logger
+from ganlab.models.conditioning import (
+    GRID_COLUMNS,
+    attach_conditioning,
+    bound_labels,
+    split_batch,
+)
 from ganlab.training.checkpoints import CHECKPOINT_KEY
 from ganlab.training.losses import GANLoss, check_batchnorm_with_penalty
 from ganlab.training.resume import (
@@ -180,6 +186,12 @@ class GANModule(pl.LightningModule):
             reusing the D step's fakes (one G forward per iteration fewer).
         augment: differentiable augmentation of every image D sees (`ganlab.augment`: an
             Augment, a mode name none | diffaug | ada, or None = identity).
+        conditioning: label conditioning none | concat | projection | acgan, the mode G and D
+            were built with (ganlab.nets.conditioning; the run resolves `auto`).
+        num_classes: label length K (0 without labels).
+        labels: {kind, names, frequencies} of the data's labels (`models.conditioning.Labels`;
+            the run passes them, checkpoints keep them); None without labels.
+        cond_weight: weight of AC-GAN's classification loss (conditioning acgan).
     """
 
     def __init__(
@@ -202,6 +214,10 @@ class GANModule(pl.LightningModule):
         allow_batchnorm_with_penalty: bool = False,
         regenerate_fakes: bool = False,
         augment: Augment | str | None = None,
+        conditioning: str = "none",
+        num_classes: int = 0,
+        labels: dict[str, Any] | None = None,
+        cond_weight: float = 1.0,
     ) -> None:
         super().__init__()
         check_batchnorm_with_penalty(discriminator, loss, allow_batchnorm_with_penalty)
@@ -219,6 +235,8 @@ class GANModule(pl.LightningModule):
         self.discriminator = discriminator
         self.loss = loss
         self.augment = resolve_augment(augment, loss)  # identity for none
+        # the labels (None: unconditional); acgan wraps self.loss with its classification loss
+        self.labels = attach_conditioning(self, conditioning, num_classes, labels, cond_weight)
         self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         seeded = torch.Generator().manual_seed(sample_seed)
         fixed_z = torch.randn(num_samples, generator.z_dim, generator=seeded)
@@ -264,32 +282,57 @@ class GANModule(pl.LightningModule):
         return torch.randn(num, self.generator.z_dim, device=self.device)
 
     @torch.no_grad()
-    def sample(self, z: Tensor | None = None, ema: bool = True) -> Tensor:
+    def sample(
+        self, z: Tensor | None = None, ema: bool = True, labels: Tensor | None = None
+    ) -> Tensor:
         """Images [N, 3, R, R] in [-1, 1] from the EMA (default) or raw generator; z defaults to
-        the fixed latent batch."""
-        z = self.fixed_z if z is None else z
-        return (self.generator_ema if ema else self.generator)(z)
+        the fixed latent batch. Conditional: labels [N, K] (default with z: drawn from the data's
+        label frequencies; without z: the grid, a row of GRID_COLUMNS images per class or
+        attribute combination, the same fixed latents in every row)."""
+        net = self.generator_ema if ema else self.generator
+        if self.labels is None:
+            return net(self.fixed_z if z is None else z)
+        if z is None:
+            z, labels = self.grid_inputs()
+        elif labels is None:
+            labels = self.labels.random(len(z), z.device)
+        return net(z, labels.to(z.device, z.dtype))
+
+    def grid_inputs(self) -> tuple[Tensor, Tensor]:
+        """(z [R * C, z_dim], labels [R * C, K]) of the conditional sample grid: R rows
+        (`Labels.grid_rows`), the first C = GRID_COLUMNS fixed latents in each."""
+        rows, _ = self.labels.grid_rows()
+        z = self.fixed_z[:GRID_COLUMNS]
+        labels = rows.to(z.device).repeat_interleave(len(z), 0)
+        return z.repeat(len(rows), 1), labels
+
+    def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """G(z) or, conditional, G(z, labels): the training generator's forward."""
+        return self.generator(z) if labels is None else self.generator(z, labels)
 
     # ----------------------------------------------------------------- training
-    def training_step(self, batch: Tensor, batch_idx: int) -> None:
-        """One iteration on reals [B, 3, R, R] in [-1, 1] at the current resolution: the phases
-        due at this iteration (`self.phases`), in order D, R1, G, then the EMA."""
-        real = batch
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """One iteration on reals [B, 3, R, R] in [-1, 1] at the current resolution (and, when
+        conditional, their labels [B, K], which the fakes are drawn with and D reads): the
+        phases due at this iteration (`self.phases`), in order D, R1, G, then the EMA."""
+        real, labels = split_batch(batch)
+        labels = labels if self.labels is not None else None  # conditioning none: unused
         opt_g, opt_d = self.optimizers()
         due = {phase.name: phase.due(self.iteration) for phase in self.phases}
         regenerate = self.hparams.regenerate_fakes
-        with torch.set_grad_enabled(due["G"] and not regenerate):
-            fake = self.generator(self.sample_z(real.shape[0]))
-        assert fake.shape == real.shape, (
-            f"G made {tuple(fake.shape)}, reals are {tuple(real.shape)}"
-        )
-        logs = self.d_step(opt_d, real, fake.detach())
-        if due.get("R1"):
-            logs |= self.r1_step(opt_d, real)
-        if due["G"]:
-            if regenerate:  # fresh latents for the G step (official PGGAN and SAGAN code)
-                fake = self.generator(self.sample_z(real.shape[0]))
-            logs |= self.g_step(opt_g, fake)
+        with bound_labels(self.discriminator, labels):  # D(x) reads them in every phase
+            with torch.set_grad_enabled(due["G"] and not regenerate):
+                fake = self.generate(self.sample_z(real.shape[0]), labels)
+            assert fake.shape == real.shape, (
+                f"G made {tuple(fake.shape)}, reals are {tuple(real.shape)}"
+            )
+            logs = self.d_step(opt_d, real, fake.detach())
+            if due.get("R1"):
+                logs |= self.r1_step(opt_d, real)
+            if due["G"]:
+                if regenerate:  # fresh latents for the G step (official PGGAN and SAGAN code)
+                    fake = self.generate(self.sample_z(real.shape[0]), labels)
+                logs |= self.g_step(opt_g, fake)
         self.count_images(real.shape[0] * self.trainer.world_size, g_stepped=due["G"])
         if 0 < self.trainer.max_steps <= self.trainer.global_step:
             self.trainer.should_stop = True  # last step: Lightning then also logs this one

@@ -148,10 +148,10 @@ class AuxClassifierLoss:
     def _ce(self, logits: Tensor) -> Tensor:
         return classification_loss(logits, self.discriminator.bound_labels, self.multi_label)
 
-    def discriminator_step(self, discriminator, real: Tensor, fake: Tensor):
+    def discriminator_step(self, discriminator, real: Tensor, fake: Tensor, **kwargs: Any):
         records = self.discriminator.class_logits
         records.clear()
-        total, logs = self.loss.discriminator_step(discriminator, real, fake)
+        total, logs = self.loss.discriminator_step(discriminator, real, fake, **kwargs)
         aux = self._ce(records[0]) + self._ce(records[1])
         total = total + self.weight * aux
         logs = {**logs, "d_loss": total.detach(), "d_class": aux.detach()}
@@ -210,3 +210,34 @@ def attach_conditioning(module: nn.Module, conditioning: str, num_classes: int,
         module.loss = AuxClassifierLoss(module.loss, module.discriminator, cond_weight,
                                         info.multi_label)
     return info
+
+
+def configure_labels(cfg: Any, datamodule: Any) -> None:
+    """Fill the run config's conditioning from the data, before the model is built:
+    model.conditioning (`auto`: none without labels, else the model class's
+    `default_conditioning`), model.num_classes and model.labels ({kind, names, frequencies}).
+    ConfigError for a conditioning without labels; a warning for labels no model uses."""
+    from hydra.utils import get_class
+    from omegaconf import open_dict
+
+    from ganlab.logs import get_logger
+
+    info = datamodule.label_info() if hasattr(datamodule, "label_info") else None
+    model = cfg.model
+    mode = model.get("conditioning", "none")
+    if mode == "auto":
+        default = getattr(get_class(model._target_), "default_conditioning", "concat")
+        mode = "none" if info is None else default
+    if info is None and mode != "none":
+        raise ConfigError(
+            f"model.conditioning={mode} needs labels from the data: set data.labels=class "
+            "(shapes, folder) or data.labels=attributes data.attributes=[...] (celeba)"
+        )
+    if info is not None and mode == "none":
+        get_logger(__name__).warning(
+            "data.labels=%s but model.conditioning=none: the labels are not used", info.kind)
+    with open_dict(cfg):
+        model.conditioning = mode
+        model.num_classes = info.num_classes if mode != "none" else 0
+        model.labels = None if mode == "none" else {
+            "kind": info.kind, "names": list(info.names), "frequencies": list(info.frequencies)}

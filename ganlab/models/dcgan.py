@@ -5,3 +5,5 @@ from ganlab.models.base import GANModule
 
 class DCGAN(GANModule):
     """DCGAN = GANModule with DCGAN networks and (by default) non-saturating BCE."""
+
+    default_conditioning = "concat"  # model.conditioning=auto with data.labels set

@@ -230,6 +230,8 @@ class PGGAN(GANModule):
         **kwargs: GANModule's arguments (lr_g, lr_d, betas, n_critic, ema_kimg, ...).
     """
 
+    default_conditioning = "acgan"  # model.conditioning=auto with data.labels set
+
     def __init__(
         self,
         generator: nn.Module,

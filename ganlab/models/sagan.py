@@ -42,6 +42,8 @@ class SAGAN(GANModule):
         **kwargs: GANModule's arguments (generator, discriminator, loss, lr_g, lr_d, ...).
     """
 
+    default_conditioning = "projection"  # model.conditioning=auto with data.labels set
+
     def __init__(
         self,
         attention_query: Sequence[float] = (0.5, 0.5),

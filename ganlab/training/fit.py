@@ -25,6 +25,7 @@ from ganlab.callbacks.checkpoint import AtomicCheckpointIO
 from ganlab.extras import apply_extras
 from ganlab.loggers import LOGGER_STATE_KEY, LoggerState, log_run_config
 from ganlab.logs import get_logger
+from ganlab.models.conditioning import configure_labels
 from ganlab.multirun import check_launch
 from ganlab.training.checkpoints import CHECKPOINT_KEY, load_checkpoint
 from ganlab.training.losses import check_precision_with_penalty
@@ -93,6 +94,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
     """
     try:
         datamodule = instantiate(cfg.data)
+        configure_labels(cfg, datamodule)  # model.conditioning / num_classes / labels from data
         model = instantiate(cfg.model)
         check_precision_with_penalty(cfg.trainer.get("precision", "32-true"), model.loss)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
