@@ -80,3 +80,38 @@ def test_every_preset_row_composes(tmp_path):
     for overrides in quality.preset_rows(quality.KIMG).values():
         cfg = quality.compose_config("train", [*quality.BASE, *overrides], tmp_path)
         assert cfg.data.resolution == 32 and cfg.metric is None
+
+
+@pytest.mark.slow
+def test_learning_curves_side_by_side_and_an_interrupted_table_resumes(tmp_path):
+    """--jobs 2 runs the seeds in worker processes; --curve-kimg scores every snapshot (raw and
+    EMA) into quality.json and curves.png; a table run again after a shorter one resumes its
+    runs (last.ckpt) instead of starting over, and rescoring reuses curve.json."""
+    def table(kimg: str) -> dict:
+        args = ["--rows", TINY_ROW, "--kimg", kimg, "--seeds", "0,1", "--num-fake", "64",
+                "--out", str(tmp_path / "exp"), "--workdir", str(tmp_path / "runs"),
+                "--jobs", "2", "--curve-kimg", "1", "--no-baselines", "data.batch_size=8"]
+        assert quality.main(args) == 0
+        return json.loads((tmp_path / "exp" / "quality.json").read_text())
+
+    short = table("1")
+    assert [p["kimg"] for p in short["rows"][0]["runs"][0]["curve"]] == [1.0]
+    saved = table("2")
+    (row,) = saved["rows"]
+    for run in row["runs"]:
+        assert [p["kimg"] for p in run["curve"]] == [1.0, 2.0]
+        for point in run["curve"]:
+            assert math.isfinite(point["ema"]["fd_shapes"]) and "recall" in point["g"]
+        assert run["curve"][0] == short["rows"][0]["runs"][run["seed"]]["curve"][0]  # cached
+        assert math.isnan(run["train_s"]) is False  # the second table trained (resumed) it
+    assert row["runs"][0]["g"] != row["runs"][1]["g"]  # two seeds, two runs
+    assert (tmp_path / "exp" / "curves.png").stat().st_size > 1000
+    assert "curves.png" in (tmp_path / "exp" / "QUALITY.md").read_text()
+    checkpoint = tmp_path / "runs" / "tiny" / "seed0" / "checkpoints" / "last.ckpt"
+    assert quality.finished_nimg(checkpoint.parents[1]) == 2000
+
+
+def test_bad_jobs_and_curve_interval_are_refused(capsys):
+    assert quality.main(["--jobs", "0"]) == 2
+    assert quality.main(["--curve-kimg", "-1"]) == 2
+    assert "--curve-kimg -1" in capsys.readouterr().err

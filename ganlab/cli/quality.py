@@ -1,23 +1,23 @@
 """The quality benchmark: every model preset trained on shapes at 32 px on the CPU, scored offline.
 
-    python -m ganlab.quality [--only dcgan,sagan] [--kimg 12] [--seeds 0,1] [--num-fake 2000]
-        [--rows "NAME OVERRIDE ..." | FILE.yaml ...] [--out experiments] [--workdir DIR]
-        [--threads N] [OVERRIDE ...]
+    python -m ganlab.quality [--only dcgan,sagan] [--kimg K] [--seeds 0,1] [--num-fake 2000]
+        [--rows "NAME OVERRIDE ..." | FILE.yaml ...] [--out DIR] [--workdir DIR]
+        [--jobs N] [--threads N] [--curve-kimg K] [OVERRIDE ...]
 
-A row is `ganlab.run` with the row's Hydra overrides, once per seed: metric=none while training
-(no evaluation cost), last.ckpt at the end, then the shapes metric (FD in the shapes features,
-precision, recall, density, coverage; `--num-fake` fakes against the val split) of the raw G and
-of the EMA G, in-process. Next to the rows: the real floor (training images vs val) and two
-broken baselines (uniform noise; a one-kind collapse: discs only). Writes QUALITY.md (mean and
-each seed, the commands, machine, date, wall time per row) and quality.json into `--out`.
+A row is a training run with the row's Hydra overrides, once per seed: metric=none while
+training (no evaluation cost), last.ckpt at the end, then the shapes metric (FD in the shapes
+features, precision, recall, density, coverage; `--num-fake` fakes against the val split) of the
+raw G and of the EMA G, in-process. With `--curve-kimg K` a snapshot is kept every K kimg and
+scored the same way afterwards: the learning curve, kept per seed in quality.json and drawn in
+curves.png. A row may carry its own length (`kimg=K`) and seeds (`seeds=0,1`, the runner's item,
+not Hydra's). Next to the rows: the real floor (training images vs val) and two broken baselines
+(uniform noise; a one-kind collapse: discs only). Writes QUALITY.md (mean and each seed, the
+command, machine, date, wall time per row), quality.json and curves.png into `--out`.
 
-Sizing (the default table, 5 presets x 2 seeds): each run is `--kimg` = 20 kimg at 32 px with
-the widths below (DCGAN 32 channels, SAGAN 16 with attention at 16 px, PGGAN a cap of 64 channels
-per side instead of 512). Measured on a 2-core AMD EPYC, one thread per run with other runs beside
-it: about 1 min per DCGAN run, 1.5 min per SAGAN run and 4 min per PGGAN run including scoring,
-so the table takes about half an hour of one core (experiments/QUALITY.md). 20 kimg ranks settings
-at a small budget: DCGAN's samples are still blobs there. Later experiments reuse the runner:
-`run_row(name, overrides, seeds, kimg)` and `write_report(...)`, or `--rows "NAME OVERRIDE ..."`.
+`--jobs N` runs N (row, seed) runs side by side in worker processes of `--threads` (default 1)
+torch threads each. An interrupted table resumes: a run whose last.ckpt holds its length is
+scored, not retrained; a shorter one is resumed from it; scored snapshots are kept in curve.json.
+The default table is `preset_rows`: each model preset at the CPU widths below.
 """
 
 from __future__ import annotations
@@ -132,24 +132,36 @@ def shapes_evaluator(num_fake: int, workdir: Path, metric: str = "shapes") -> FI
 
 
 # ----------------------------------------------------------------------------- one row
-def train_run(overrides: Sequence[str], seed: int, kimg: float, run_dir: Path) -> float:
-    """Train one run (metric=none, last.ckpt at the end) into run_dir; returns its wall time, s."""
+def train_run(
+    overrides: Sequence[str], seed: int, kimg: float, run_dir: Path,
+    curve_kimg: float | None = None,
+) -> float:
+    """Train one run (metric=none, last.ckpt at the end and every `curve_kimg`, with a snapshot
+    there for the learning curve) into run_dir, resuming its last.ckpt if an earlier table was
+    interrupted; returns its wall time, s."""
     from ganlab.training.fit import train  # heavy import, only when training
 
-    every = f"callbacks.checkpoint.every_kimg={kimg}"
+    every = f"callbacks.checkpoint.every_kimg={curve_kimg or kimg}"
+    snapshots = f"callbacks.checkpoint.snapshot_kimg={curve_kimg}" if curve_kimg else None
     grids = f"callbacks.samples.every_kimg={kimg}"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = f"ckpt_path={last.resolve()}" if finished_nimg(run_dir) > 0 else None
+    extra = [o for o in (snapshots, resume) if o]
     cfg = compose_config(
-        "train", [*BASE, every, grids, *overrides, f"seed={seed}", f"kimg={kimg}"], run_dir
+        "train", [*BASE, every, grids, *overrides, f"seed={seed}", f"kimg={kimg}", *extra],
+        run_dir,
     )
     start = time.perf_counter()
     train(cfg)
     return time.perf_counter() - start
 
 
-def score_run(evaluator: FIDEvaluator, checkpoint: Path) -> tuple[dict[str, float], ...]:
+def score_run(
+    evaluator: FIDEvaluator, checkpoint: Path, leak: bool = True
+) -> tuple[dict[str, float], ...]:
     """The metric's values for the raw and the EMA generator of `checkpoint`, both against one
-    reference datamodule (the val split of REFERENCE), and for the EMA generator also the
-    augmentation leak check (`leak_*`: its fakes vs the un-augmented val reals,
+    reference datamodule (the val split of REFERENCE), and with `leak` for the EMA generator also
+    the augmentation leak check (`leak_*`: its fakes vs the un-augmented val reals,
     `ganlab.metrics.leak`). Returns (raw values, EMA values)."""
     scores, datamodule = [], None
     for ema in (False, True):
@@ -159,10 +171,25 @@ def score_run(evaluator: FIDEvaluator, checkpoint: Path) -> tuple[dict[str, floa
             datamodule = scoring.reference_data(data, "val")
         values = scoring.score(evaluator, generator, config, data, datamodule, "val", "cpu")
         values = {k: float(v) for k, v in values.items()}
-        if ema:
+        if ema and leak:
             values |= leak_columns(generator, datamodule.val_set)
         scores.append(values)
     return tuple(scores)
+
+
+def score_curve(evaluator: FIDEvaluator, run_dir: Path) -> list[dict[str, Any]]:
+    """The learning curve of a run: raw and EMA scores of every snapshot
+    (checkpoints/kimgNNNNNN.ckpt), [{'kimg', 'g', 'ema'}] in kimg order. Scores are kept in
+    run_dir/curve.json, so a rerun (an interrupted table) scores only new snapshots."""
+    cache_path = run_dir / "curve.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    for snapshot in sorted((run_dir / "checkpoints").glob("kimg*.ckpt")):
+        if snapshot.name not in cache:
+            g, ema = score_run(evaluator, snapshot, leak=False)
+            kimg = load_checkpoint(snapshot)[CHECKPOINT_KEY]["nimg"] / 1000
+            cache[snapshot.name] = {"kimg": kimg, "g": g, "ema": ema}
+            cache_path.write_text(json.dumps(cache, indent=1) + "\n")
+    return sorted(cache.values(), key=lambda point: point["kimg"])
 
 
 @torch.no_grad()
@@ -190,21 +217,25 @@ def run_seed(
     seed: int,
     kimg: float,
     run_dir: Path,
+    curve_kimg: float | None = None,
 ) -> dict[str, Any]:
-    """Train and score one seed of a row; a run that fails is recorded with NaN scores. A run
-    whose last.ckpt already holds `kimg` (an earlier, interrupted table) is scored, not retrained.
-    """
+    """Train and score one seed of a row (with `curve_kimg`, also its learning curve); a run
+    that fails is recorded with NaN scores. A run whose last.ckpt already holds `kimg` (an
+    earlier, interrupted table) is scored, not retrained; one that holds less is resumed."""
     try:
         done = finished_nimg(run_dir) >= int(kimg * 1000)
-        train_s = math.nan if done else train_run(overrides, seed, kimg, run_dir)
+        train_s = math.nan if done else train_run(overrides, seed, kimg, run_dir, curve_kimg)
     except Exception as error:  # noqa: BLE001 - one diverged run must not end the table
         log.exception("quality: %s seed %d failed", name, seed)
         nan = dict.fromkeys(score_columns(evaluator_columns(evaluator)), math.nan)
-        return {"seed": seed, "error": f"{type(error).__name__}: {error}", "g": nan, "ema": nan}
+        return {"seed": seed, "error": f"{type(error).__name__}: {error}", "g": nan, "ema": nan,
+                "curve": []}
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     g, ema = score_run(evaluator, checkpoint)
+    curve = score_curve(evaluator, run_dir) if curve_kimg else []
     log.info("quality: %s seed %d: G %s, EMA %s", name, seed, g, ema)
-    return {"seed": seed, "train_s": train_s, "g": g, "ema": ema, "run_dir": str(run_dir)}
+    return {"seed": seed, "train_s": train_s, "g": g, "ema": ema, "run_dir": str(run_dir),
+            "curve": curve}
 
 
 def evaluator_columns(evaluator: FIDEvaluator) -> dict[str, float]:
@@ -221,6 +252,26 @@ def mean_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k in keys}
 
 
+def row_seeds(overrides: Sequence[str], default: Sequence[int]) -> tuple[list[str], list[int]]:
+    """A row's Hydra overrides and seeds: a `seeds=0,1` item in a row is the runner's (the
+    row's own seeds instead of `--seeds`), not Hydra's."""
+    own = [o.split("=", 1)[1] for o in overrides if o.startswith("seeds=")]
+    rest = [o for o in overrides if not o.startswith("seeds=")]
+    try:
+        return rest, ([int(v) for v in own[-1].split(",")] if own else list(default))
+    except ValueError:
+        raise ConfigError(f"row item 'seeds={own[-1]}': expected seeds like 0,1") from None
+
+
+def row_kimg(overrides: Sequence[str], default: float) -> float:
+    """A row's training length, kimg: its own last `kimg=K` override, else `default`."""
+    own = [o.split("=", 1)[1] for o in overrides if o.startswith("kimg=")]
+    try:
+        return float(own[-1]) if own else default
+    except ValueError:
+        raise ConfigError(f"row override {own[-1]!r}: kimg must be a number") from None
+
+
 def run_row(
     name: str,
     overrides: Sequence[str],
@@ -230,17 +281,38 @@ def run_row(
     evaluator: FIDEvaluator | None = None,
     workdir: Path = Path("outputs/quality"),
     num_fake: int = NUM_FAKE,
+    curve_kimg: float | None = None,
 ) -> dict[str, Any]:
-    """Train `overrides` once per seed for `kimg`, score the raw and EMA G of each run.
+    """Train `overrides` once per seed for `kimg`, score the raw and EMA G of each run (and with
+    `curve_kimg` every snapshot: the learning curve), in this process.
 
     Returns {'name', 'overrides', 'kimg', 'seeds', 'runs': [{'seed', 'train_s', 'g': values,
-    'ema': values}], 'g': mean values, 'ema': mean values, 'wall_s'}."""
+    'ema': values, 'curve': [{'kimg', 'g', 'ema'}], 'wall_s'}], 'g': mean values, 'ema': mean
+    values, 'wall_s'}."""
     evaluator = evaluator or shapes_evaluator(num_fake, workdir)
-    start, runs = time.perf_counter(), []
-    for seed in seeds:
-        runs.append(
-            run_seed(evaluator, name, overrides, seed, kimg, workdir / name / f"seed{seed}")
-        )
+    overrides, seeds = row_seeds(overrides, seeds)
+    kimg = row_kimg(overrides, kimg)
+    runs = [timed_seed(evaluator, name, overrides, seed, kimg, workdir, curve_kimg)
+            for seed in seeds]
+    return assemble_row(name, overrides, seeds, kimg, runs)
+
+
+def timed_seed(
+    evaluator: FIDEvaluator, name: str, overrides: Sequence[str], seed: int, kimg: float,
+    workdir: Path, curve_kimg: float | None,
+) -> dict[str, Any]:
+    """`run_seed` into workdir/name/seedS, with its wall time (training and scoring), s."""
+    start = time.perf_counter()
+    run = run_seed(evaluator, name, overrides, seed, kimg, workdir / name / f"seed{seed}",
+                   curve_kimg)
+    return run | {"wall_s": time.perf_counter() - start}
+
+
+def assemble_row(
+    name: str, overrides: Sequence[str], seeds: Sequence[int], kimg: float,
+    runs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One table row from its seeds' runs (means over seeds; wall time summed over seeds)."""
     return {
         "name": name,
         "overrides": list(overrides),
@@ -249,8 +321,52 @@ def run_row(
         "runs": runs,
         "g": mean_of([r["g"] for r in runs]),
         "ema": mean_of([r["ema"] for r in runs]),
-        "wall_s": time.perf_counter() - start,
+        "wall_s": sum(r.get("wall_s", 0.0) for r in runs),
     }
+
+
+_WORKER_EVALUATOR: FIDEvaluator | None = None  # one per worker process (real statistics cached)
+
+
+def _worker_seed(task: dict[str, Any]) -> dict[str, Any]:
+    """A `--jobs` worker: one seed of one row on `threads` torch threads."""
+    global _WORKER_EVALUATOR
+    torch.set_num_threads(task.pop("threads"))
+    num_fake = task.pop("num_fake")
+    if _WORKER_EVALUATOR is None:
+        _WORKER_EVALUATOR = shapes_evaluator(num_fake, task["workdir"])
+    return timed_seed(_WORKER_EVALUATOR, **task)
+
+
+def run_table(
+    rows: dict[str, list[str]], seeds: Sequence[int], kimg: float, *, jobs: int = 1,
+    threads: int = 1, evaluator: FIDEvaluator | None = None,
+    workdir: Path = Path("outputs/quality"), num_fake: int = NUM_FAKE,
+    curve_kimg: float | None = None,
+) -> list[dict[str, Any]]:
+    """Every (row, seed) run of a table: in this process with jobs=1, else side by side in
+    `jobs` worker processes of `threads` torch threads each. Returns the rows in order."""
+    if jobs <= 1:
+        evaluator = evaluator or shapes_evaluator(num_fake, workdir)
+        return [run_row(name, overrides, seeds, kimg, evaluator=evaluator, workdir=workdir,
+                        num_fake=num_fake, curve_kimg=curve_kimg)
+                for name, overrides in rows.items()]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    rows = {name: row_seeds(overrides, seeds) for name, overrides in rows.items()}
+    tasks = {(name, seed): {"name": name, "overrides": overrides, "seed": seed,
+                            "kimg": row_kimg(overrides, kimg),
+                            "workdir": workdir, "curve_kimg": curve_kimg, "threads": threads,
+                            "num_fake": num_fake}
+             for name, (overrides, own_seeds) in rows.items() for seed in own_seeds}
+    context = multiprocessing.get_context("spawn")  # no forked torch / Lightning state
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {key: pool.submit(_worker_seed, task) for key, task in tasks.items()}
+        runs = {key: future.result() for key, future in futures.items()}
+    return [assemble_row(name, overrides, own_seeds, row_kimg(overrides, kimg),
+                         [runs[name, s] for s in own_seeds])
+            for name, (overrides, own_seeds) in rows.items()]
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -397,9 +513,57 @@ def write_report(
     overrides = "\n".join(f"- `{r['name']}`: `{' '.join(r['overrides'])}`" for r in rows)
     text = QUALITY_MD.format(table="\n".join(head + body), overrides=overrides or "-", **meta)
     md, js = out_dir / "QUALITY.md", out_dir / "quality.json"
+    png = plot_curves(rows, baselines, out_dir / "curves.png")
+    if png is not None:
+        text += f"\nLearning curves (every seed; EMA G solid, G dashed): ![curves]({png.name})\n"
     md.write_text(text)
     js.write_text(json.dumps({**meta, "rows": rows, "baselines": baselines}, indent=2) + "\n")
     return md, js
+
+
+FLOOR, COLLAPSE = "real (train split)", "one kind (discs only)"  # baseline lines on the plot
+
+
+def plot_curves(
+    rows: list[dict[str, Any]], baselines: list[dict[str, Any]], path: Path,
+    metric: str = "fd_shapes",
+) -> Path | None:
+    """The learning curves of a table as a PNG: `metric` against kimg (log axis), one colour per
+    row, EMA G solid and raw G dashed (every seed; seeds after the first fainter), the real
+    floor and the discs-only collapse as horizontal lines. None if no row has a curve."""
+    if not any(run.get("curve") for row in rows for run in row["runs"]):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.get_cmap("tab10")
+    for index, row in enumerate(rows):
+        for seed_index, run in enumerate(run for run in row["runs"] if run.get("curve")):
+            kimg = [point["kimg"] for point in run["curve"]]
+            alpha = 1.0 if seed_index == 0 else 0.45
+            for which, style in (("ema", "-"), ("g", "--")):
+                label = f"{row['name']} ({'EMA G' if which == 'ema' else 'G'})"
+                ax.plot(kimg, [point[which].get(metric, math.nan) for point in run["curve"]],
+                        style, color=colours(index % 10), alpha=alpha, marker=".",
+                        label=label if seed_index == 0 else None)
+    for baseline, style in ((FLOOR, ":"), (COLLAPSE, "-.")):
+        value = next((b["values"].get(metric) for b in baselines if b["name"] == baseline), None)
+        if value is not None:
+            ax.axhline(value, color="black", linestyle=style, linewidth=1, label=baseline)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("kimg (real images shown, thousands)")
+    ax.set_ylabel(f"{metric} (lower is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 QUALITY_MD = """# Quality on shapes (offline): every model preset, 32 px, CPU
@@ -465,7 +629,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-baselines", action="store_true", help="skip the baseline rows")
     parser.add_argument("--out", default="experiments", help="folder of QUALITY.md, quality.json")
     parser.add_argument("--workdir", default="outputs/quality", help="folder of the runs")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default: all; with --jobs > 1: 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs side by side, each in its own process (default 1)")
+    parser.add_argument("--curve-kimg", type=float, default=None,
+                        help="score a snapshot every this many kimg: the learning curve (PNG)")
     return parser.parse_args(argv)
 
 
@@ -487,6 +656,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs {args.jobs}: runs side by side must be >= 1")
+        if args.curve_kimg is not None and not args.curve_kimg > 0:
+            raise ConfigError(f"--curve-kimg {args.curve_kimg}: must be > 0 kimg (or left out)")
         rows_spec = select_rows(args)
         workdir = Path(args.workdir)
         evaluator = shapes_evaluator(args.num_fake, workdir)
@@ -495,18 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     baselines = [] if args.no_baselines else score_baselines(evaluator, args.num_fake)
-    rows = [
-        run_row(
-            name,
-            overrides,
-            seeds,
-            args.kimg,
-            evaluator=evaluator,
-            workdir=workdir,
-            num_fake=args.num_fake,
-        )
-        for name, overrides in rows_spec.items()
-    ]
+    rows = run_table(rows_spec, seeds, args.kimg, jobs=args.jobs, threads=args.threads or 1,
+                     evaluator=evaluator, workdir=workdir, num_fake=args.num_fake,
+                     curve_kimg=args.curve_kimg)
     meta = {
         "command": "python -m ganlab.quality " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),

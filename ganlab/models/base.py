@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,40 @@ def ema_beta(images: int, ema_kimg: float, ema_rampup: float | None, nimg: int) 
     if ema_rampup is not None:
         ema_nimg = min(ema_nimg, nimg * ema_rampup)
     return 0.5 ** (images / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    generator: nn.Module,
+    inputs: Callable[[int, torch.Generator], tuple[Tensor, ...]],
+    num_latents: int,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> bool:
+    """Recompute the running mean and variance of every batch norm in `generator` from its own
+    forward passes on `num_latents` inputs: `inputs(count, rng)` gives G's arguments for `count`
+    images (z [count, z_dim], and labels for a conditional G) from a CPU generator seeded with
+    `seed` (never the global RNG). Momentum None: the statistics are the plain average over the
+    batches of `batch_size`. Only the batch norms run in training mode; parameters are untouched.
+    An EMA generator needs this because its averaged weights make other activations than the
+    raw G's, whose statistics it would otherwise copy. Returns False if there is no batch norm."""
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or num_latents <= 0:
+        return False
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    rng = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on every device
+    try:
+        for start in range(0, num_latents, batch_size):
+            generator(*inputs(min(batch_size, num_latents - start), rng))
+    finally:
+        for m, (momentum, training) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.train(training)
+    return True
 
 
 class NonFiniteLossError(RuntimeError):
@@ -172,6 +207,11 @@ class GANModule(pl.LightningModule):
         n_critic: D steps per G step.
         ema_kimg: half-life of the generator EMA, in thousands of real images.
         ema_rampup: if set, the half-life is at most `ema_rampup * nimg` (StyleGAN2 ramp-up).
+        ema_per_step: if set, the EMA decay per G step instead (official PGGAN: 0.999, a
+            half-life of 693 G steps whatever the batch); ema_kimg and ema_rampup are unused.
+        ema_bn_latents: latents from which the EMA generator's batch-norm statistics are
+            recomputed before it draws a grid, is scored or saved (`recalibrate_batchnorm`);
+            0 = copy the raw G's statistics.
         num_samples: size of the fixed latent batch used for sample grids.
         sample_seed: seed of that fixed latent batch.
         channels_last: G, D and EMA-G weights in channels-last memory format (GPU tensor cores).
@@ -205,6 +245,8 @@ class GANModule(pl.LightningModule):
         n_critic: int = 1,
         ema_kimg: float = 10.0,
         ema_rampup: float | None = None,
+        ema_per_step: float | None = None,
+        ema_bn_latents: int = 0,
         num_samples: int = 64,
         sample_seed: int = 0,
         channels_last: bool = False,
@@ -228,6 +270,10 @@ class GANModule(pl.LightningModule):
         check_compile_mode(compile_mode)
         if ema_kimg < 0:
             raise ConfigError(f"model.ema_kimg={ema_kimg!r} must be >= 0 (0 = EMA follows G)")
+        if ema_per_step is not None and not 0 <= ema_per_step < 1:
+            raise ConfigError(f"model.ema_per_step={ema_per_step!r} must be in [0, 1) or null "
+                              "(e.g. 0.999, the official PGGAN's G_smoothing)")
+        check_int(ema_bn_latents, "model.ema_bn_latents", 0)
         betas = (float(betas[0]), float(betas[1]))  # plain floats: checkpoints load weights_only
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["generator", "discriminator", "loss", "augment"])
@@ -252,6 +298,7 @@ class GANModule(pl.LightningModule):
         )
         self.run_config: dict | None = None  # resolved Hydra config, stored in checkpoints
         self._ema_pairs: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None = None
+        self._ema_bn_stale = False  # EMA weights moved since its batch norms were recalibrated
         self._resume_rng: dict[str, Any] | None = None  # this rank's RNG state from ckpt_path
         speed_up(self, channels_last, compile, mode=compile_mode)
 
@@ -289,7 +336,7 @@ class GANModule(pl.LightningModule):
         the fixed latent batch. Conditional: labels [N, K] (default with z: drawn from the data's
         label frequencies; without z: the grid, a row of GRID_COLUMNS images per class or
         attribute combination, the same fixed latents in every row)."""
-        net = self.generator_ema if ema else self.generator
+        net = self.ema_generator() if ema else self.generator
         if self.labels is None:
             return net(self.fixed_z if z is None else z)
         if z is None:
@@ -309,6 +356,25 @@ class GANModule(pl.LightningModule):
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """G(z) or, conditional, G(z, labels): the training generator's forward."""
         return self.generator(z) if labels is None else self.generator(z, labels)
+
+    def ema_generator(self) -> nn.Module:
+        """The EMA generator with batch-norm statistics of its own (recalibrated here if its
+        weights moved since; `model.ema_bn_latents`). Use it, not `generator_ema`, to draw."""
+        if self._ema_bn_stale:
+            self._ema_bn_stale = False
+            recalibrate_batchnorm(self.generator_ema, self.generator_inputs,
+                                  self.hparams.get("ema_bn_latents", 0),
+                                  seed=self.hparams.sample_seed)
+        return self.generator_ema
+
+    def generator_inputs(self, num: int, rng: torch.Generator) -> tuple[Tensor, ...]:
+        """G's arguments for `num` images drawn from the CPU generator `rng`: (z [num, z_dim],)
+        and for a conditional G also labels [num, K] at the data's label frequencies."""
+        dtype = next(self.generator_ema.parameters()).dtype
+        z = torch.randn(num, self.generator.z_dim, generator=rng).to(self.device, dtype)
+        if self.labels is None:
+            return (z,)
+        return z, self.labels.random(num, self.device, generator=rng).to(dtype)
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -389,8 +455,12 @@ class GANModule(pl.LightningModule):
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
         """EMA of G after `images` real images: p_ema <- p.lerp(p_ema, beta), beta from
-        `ema_beta`; buffers are copied."""
-        beta = ema_beta(images, self.ema_kimg(), self.hparams.ema_rampup, self.nimg)
+        `ema_beta` (or `ema_per_step`, per G step); buffers are copied (batch-norm statistics
+        are recomputed before use with `ema_bn_latents`)."""
+        beta = self.hparams.get("ema_per_step")
+        if beta is None:
+            beta = ema_beta(images, self.ema_kimg(), self.hparams.ema_rampup, self.nimg)
+        self._ema_bn_stale = self.hparams.get("ema_bn_latents", 0) > 0
         if self._ema_pairs is None:
             self._ema_pairs = (
                 list(self.generator_ema.parameters()),
@@ -477,6 +547,11 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._ema_bn_stale:  # the saved EMA G carries batch-norm statistics of its own
+            state = checkpoint["state_dict"]
+            for name, buffer in self.ema_generator().named_buffers():
+                if f"generator_ema.{name}" in state:
+                    state[f"generator_ema.{name}"] = buffer.detach().clone()
         checkpoint[CHECKPOINT_KEY] = {
             "format": CHECKPOINT_FORMAT,
             "model": type(self).__name__,
