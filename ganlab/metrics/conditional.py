@@ -52,7 +52,7 @@ class ShapesKindClassifier(nn.Module):
         if images.dtype != torch.uint8:
             images = images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
         features, heads = self.net(to_input(images))
-        kind = heads["kind"].view(-1, self.slots, self.kinds)[:, 0, : self.kinds - 1]
+        kind = heads["kind"].view(-1, self.kinds, self.slots)[:, : self.kinds - 1, 0]
         return kind, features  # slot 0 (canonical: the leftmost shape), without "absent"
 
 

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader
 
 from ganlab import lightning_api
-from ganlab.data.transforms import collate_images, to_uint8
+from ganlab.data.labels import collate, images_of
+from ganlab.data.transforms import to_uint8
 from ganlab.logs import get_logger
 from ganlab.metrics.cache import FeatureStats, entry_path, load_stats, save_stats, stats_key
 from ganlab.metrics.fid import FeatureMetrics
@@ -135,6 +136,11 @@ class FIDEvaluator(pl.Callback):
             metric=shapes: 'fd_shapes').
         data_target: the data config's _target_; an extractor with a `data_target` attribute
             (the shapes features) refuses other data.
+        classifier: for a conditional generator, what classifies its fakes for val/cond_acc
+            (and val/fd_intra): 'shapes' (the shapes network's kind head; class labels on
+            data=shapes), a TorchScript file (images in [-1, 1] -> logits [N, K]), or None
+            (ganlab.metrics.conditional). Unconditional generators: unused.
+        cond_per_class: fakes per class for those scores.
     """
 
     def __init__(
@@ -159,6 +165,8 @@ class FIDEvaluator(pl.Callback):
         name: str = "fid",
         data_target: str | None = None,
         prdc: bool = False,
+        classifier: str | None = None,
+        cond_per_class: int = 250,
     ) -> None:
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(f"metric.name={name!r} must be a word such as fid or fd_shapes")
@@ -177,6 +185,8 @@ class FIDEvaluator(pl.Callback):
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.seed = seed
+        check_int(cond_per_class, "metric.cond_per_class", 2)
+        self.classifier, self.cond_per_class = self._classifier(classifier), cond_per_class
         self.memory: dict[str, FeatureStats] = {}  # rank 0's statistics by key, this process
         self.best_fid: float | None = None
         self.best_nimg: int | None = None
@@ -197,6 +207,15 @@ class FIDEvaluator(pl.Callback):
         )
 
     # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _classifier(classifier: str | None) -> nn.Module | None:
+        """metric.classifier as a module: (logits, features or None) of images."""
+        if classifier is None:
+            return None
+        from ganlab.metrics.conditional import ScriptedClassifier, ShapesKindClassifier
+
+        return ShapesKindClassifier() if classifier == "shapes" else ScriptedClassifier(classifier)
+
     @staticmethod
     def _build(
         feature_extractor: nn.Module | None,
@@ -315,6 +334,7 @@ class FIDEvaluator(pl.Callback):
             self.metrics.update(images, real=False)
         values = self.metrics.compute(seed=self.seed)
         values[self.name] = values.pop("fid")  # 'fid', or e.g. 'fd_shapes' for other features
+        values |= self.conditional(module, datamodule, num_real)
         values |= {
             "num_real": num_real,
             "num_fake": num_fake,
@@ -357,15 +377,51 @@ class FIDEvaluator(pl.Callback):
     ) -> Iterator[Tensor]:
         """This rank's share (every world-th) of the first `num` validation images, as uint8
         [B, 3, r, r] at the current stage resolution (the datamodule's own eval transform)."""
+        for images in self.labelled_real_batches(datamodule, num, rank, world, device):
+            yield images_of(images)
+
+    def labelled_real_batches(
+        self, datamodule: pl.LightningDataModule, num: int, rank: int, world: int,
+        device: torch.device,
+    ) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
+        """`real_batches` with their labels when the split has them: (images, labels [B, K])."""
         sampler = BatchSampler(range(rank, num, world), self.batch_size, drop_last=False)
         loader = DataLoader(
             datamodule.val_set,
             batch_sampler=sampler,
-            collate_fn=collate_images,
+            collate_fn=collate,
             num_workers=getattr(datamodule, "num_workers", 0),
         )
-        for images in loader:
-            yield datamodule.prepare_eval(images.to(device, non_blocking=True))
+        for batch in loader:
+            images = datamodule.prepare_eval(images_of(batch).to(device, non_blocking=True))
+            yield images if isinstance(batch, Tensor) else (images, batch[1])
+
+    def conditional(
+        self, module: pl.LightningModule, datamodule: pl.LightningDataModule, num_real: int
+    ) -> dict[str, float]:
+        """val/cond_acc, val/real_acc (+ per class) and val/fd_intra of a conditional EMA
+        generator (ganlab.metrics.conditional; every rank computes them alike); {} when the
+        generator is unconditional, no classifier is set or the split has no labels."""
+        labels = getattr(module, "labels", None)
+        if labels is None or self.classifier is None:
+            return {}
+        reals = list(self.labelled_real_batches(datamodule, num_real, 0, 1, module.device))
+        if not reals or isinstance(reals[0], Tensor):
+            return {}
+        from ganlab.metrics.conditional import conditional_scores
+
+        generator = module.generator_ema
+        was_training = generator.training
+        generator.eval()
+        try:
+            with torch.autocast(module.device.type, enabled=False):
+                return conditional_scores(
+                    lambda z, y: module.sample(z, labels=y), module.generator.z_dim, reals,
+                    self.classifier, labels.names, labels.multi_label, self.cond_per_class,
+                    self.batch_size, self.seed, module.device,
+                )
+        finally:
+            generator.train(was_training)
 
     @torch.no_grad()
     def fake_batches(
@@ -378,13 +434,19 @@ class FIDEvaluator(pl.Callback):
         generator.eval()
         dtype = next(generator.parameters()).dtype
         rng = torch.Generator(device=module.device).manual_seed(seed)
+        label_rng = torch.Generator().manual_seed(seed)  # conditional: labels of the fakes
+        labels = getattr(module, "labels", None)
         try:
             for start in range(0, num, self.batch_size):
                 count = min(self.batch_size, num - start)
                 z = torch.randn(count, module.generator.z_dim, generator=rng, device=module.device)
                 z = z.to(dtype)  # the generator's parameter dtype (float32 unless *-true precision)
                 with torch.autocast(module.device.type, enabled=False):
-                    images = module.sample(z)
+                    if labels is None:
+                        images = module.sample(z)
+                    else:  # drawn at the data's label frequencies
+                        y = labels.random(count, module.device, generator=label_rng)
+                        images = module.sample(z, labels=y)
                 expected = (count, 3, resolution, resolution)
                 assert tuple(images.shape) == expected, (
                     f"the EMA generator made {tuple(images.shape)}, the reals are {expected}"
