@@ -123,3 +123,22 @@ def test_conditioning_without_labels_is_a_config_error(make_cfg):
         build(make_cfg("model=dcgan", "model.conditioning=concat"))
     with pytest.raises(ConfigError, match="model.conditioning"):
         build(make_cfg("model=dcgan", "data.labels=class", "model.conditioning=cgan"))
+
+
+def test_celeba_attributes_and_folder_classes_train(make_cfg, tmp_path):
+    from tests.data_makers import write_celeba
+    from tests.test_conditioning_data import write_attributes, write_classes
+
+    celeba = write_celeba(tmp_path / "celeba", "kaggle")
+    write_attributes(celeba, "kaggle")
+    folder = write_classes(tmp_path / "folder")
+    small = ["data.resolution=8", "data.batch_size=4", "kimg=0.008", "callbacks.samples=null",
+             "data.cache_workers=0"]
+    module, cfg = train(make_cfg, "model=dcgan", "data=celeba", f"data.root={celeba}",
+                        "data.labels=attributes", "data.attributes=[Smiling]", *small,
+                        name="celeba")
+    assert module.labels.kind == "attributes" and module.labels.names == ["Smiling"]
+    assert module.iteration == 2 and module.grid_inputs()[1].shape == (16, 1)  # off, on rows
+    module, cfg = train(make_cfg, "model=sagan", "data=folder", f"data.root={folder}",
+                        "data.labels=class", *small, name="folder")
+    assert module.labels.names == ["apple", "berry", "cherry"] and module.iteration == 2

@@ -11,6 +11,12 @@ modes write into PATH (a folder; or a .png path, whose stem then names the side 
                       interpolation.gif (N frames), interpolation.mp4 (only with imageio-ffmpeg)
   --nearest K         nearest.png: each fake (left column) beside its K nearest training images
 
+Conditional generators (trained with data.labels): `--class NAME` draws that class (a name the
+checkpoint stores, or its index), `--attributes Smiling=1,Eyeglasses=0` those attribute values
+(the others 0), in every mode; `--per-class N` writes per_class.png, a row of N images per class
+(or attribute combination) with the same latents in every row. Without them the labels are drawn
+at the training data's frequencies (from --seed). An unknown name lists the known ones.
+
 Truncation (`--truncation PSI`, psi in (0, 1], 1 = none) scales the latent towards the mean
 latent: z' = mean + psi * (z - mean), with mean = 0 for Gaussian z. Chosen over BigGAN's
 resampling of |z| > threshold because it is continuous in psi, is exactly the identity at
@@ -32,6 +38,7 @@ from torch import Tensor, nn
 from torchvision.utils import save_image
 
 from ganlab.data.transforms import images_to_grid, resize, to_float, to_uint8
+from ganlab.models.conditioning import Labels
 from ganlab.training.checkpoints import CHECKPOINTS, load_generator, run_checkpoint
 from ganlab.utils import ConfigError
 
@@ -146,6 +153,83 @@ def interpolation_latents(rows: int, steps: int, z_dim: int, seed: int, spherica
     ends = draw_latents(2 * rows, z_dim, seed)
     t = torch.linspace(0, 1, steps)
     return (slerp if spherical else lerp)(ends[:rows], ends[rows:], t)
+
+
+# ----------------------------------------------------------------------------- labels
+class LabelledGenerator(nn.Module):
+    """A conditional generator called as g(z): the labels of each call come from `queue` (set
+    with `use`, consumed in order, so batches of one render share it) or else from `draw(n)`.
+    Truncation and interpolation see only z."""
+
+    def __init__(self, generator: nn.Module, draw: Callable[[int], Tensor]) -> None:
+        super().__init__()
+        self.generator, self.draw, self.z_dim = generator, draw, generator.z_dim
+        self.queue: Tensor | None = None
+
+    def use(self, labels: Tensor | None) -> None:
+        self.queue = labels
+
+    def forward(self, z: Tensor) -> Tensor:
+        if self.queue is None:
+            labels = self.draw(len(z))
+        else:
+            labels, self.queue = self.queue[: len(z)], self.queue[len(z):]
+        return self.generator(z, labels.to(z.device, z.dtype))
+
+
+def parse_attributes(text: str) -> dict[str, int]:
+    """'Smiling=1,Eyeglasses=0' -> {'Smiling': 1, 'Eyeglasses': 0}; ConfigError if malformed."""
+    values = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or value.strip() not in ("0", "1"):
+            raise ConfigError(f"--attributes {text!r}: expected NAME=0|1 pairs, e.g. Smiling=1")
+        values[name.strip()] = int(value)
+    return values
+
+
+def conditional(generator: nn.Module, config: dict, args: argparse.Namespace
+                ) -> tuple[nn.Module, Labels | None]:
+    """The generator as render() calls it (g(z)) and its labels (None: unconditional). ConfigError
+    for --class / --attributes / --per-class on an unconditional checkpoint or unknown names."""
+    model = config.get("model") or {}
+    asked = args.class_name is not None or args.attributes is not None or args.per_class
+    if model.get("conditioning", "none") == "none":
+        if asked:
+            raise ConfigError(
+                "--class / --attributes / --per-class need a conditional checkpoint (trained with "
+                "data.labels=class or attributes); this one is unconditional"
+            )
+        return generator, None
+    labels = Labels(**model["labels"])
+    if args.class_name is not None and labels.multi_label:
+        raise ConfigError(f"this checkpoint has attributes ({', '.join(labels.names)}): use "
+                          "--attributes NAME=1,...")
+    if args.attributes is not None and not labels.multi_label:
+        raise ConfigError(f"this checkpoint has classes ({', '.join(labels.names)}): use "
+                          "--class NAME")
+    if args.class_name is not None:
+        fixed = labels.of_class(args.class_name)
+    elif args.attributes is not None:
+        fixed = labels.of_attributes(parse_attributes(args.attributes))
+    else:
+        rng = torch.Generator().manual_seed(args.seed)
+        return LabelledGenerator(generator, lambda n: labels.random(n, generator=rng)), labels
+    return LabelledGenerator(generator, lambda n: fixed.expand(n, -1)), labels
+
+
+def write_per_class(args: argparse.Namespace, generator: LabelledGenerator, labels: Labels,
+                    render_) -> list[Path]:
+    """per_class.png: a row of --per-class images per class / attribute combination, the same
+    latents in every row; the row names printed."""
+    rows, names = labels.grid_rows()
+    z = draw_latents(args.per_class, generator.z_dim, args.seed)
+    generator.use(rows.repeat_interleave(len(z), 0))
+    images = render_(z.repeat(len(rows), 1))
+    generator.use(None)
+    print("rows: " + "; ".join(names))
+    folder, stem = out_paths(Path(args.out), "per_class")
+    return [save_grid(images, len(z), stem.with_suffix(".png"))]
 
 
 # ----------------------------------------------------------------------------- writers
@@ -322,7 +406,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--space", choices=("auto", "pixel", "features"), default="auto",
                         help="--nearest distance: auto = shapes features if available, else pixels")
     parser.add_argument("--data-root", help="--nearest: the training data folder, if it moved")
+    parser.add_argument("--class", dest="class_name", metavar="NAME",
+                        help="conditional checkpoints: draw this class (name or index)")
+    parser.add_argument("--attributes", metavar="A=0|1,...",
+                        help="conditional checkpoints: these attribute values, e.g. Smiling=1")
+    mode.add_argument("--per-class", type=int, metavar="N",
+                      help="conditional checkpoints: a row of N images per class, same latents")
     args = parser.parse_args(argv)
+    if args.per_class is not None and args.per_class < 1:
+        parser.error(f"--per-class={args.per_class} must be >= 1")
     if args.num is not None and args.num < 1:
         parser.error(f"--num={args.num} must be >= 1")
     if args.nearest is not None and args.nearest < 1:
@@ -336,6 +428,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.interpolate is not None and args.interpolate < 2:
         interpolation_latents(1, args.interpolate, 1, 0, True)  # raises the ConfigError
     generator, config = load_generator(resolve_checkpoint(args.checkpoint), ema=not args.raw)
+    generator, labels = conditional(generator, config, args)
     out, psi, seed = Path(args.out), args.truncation, args.seed
     render_ = lambda z, p=psi: render(generator, z, p, args.batch_size, args.device)  # noqa: E731
     if args.truncation_sweep:
@@ -343,6 +436,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         images = torch.cat([render_(z, p) for p in SWEEP_PSI])
         folder, stem = out_paths(out, "truncation_sweep")
         return [save_grid(images, len(z), stem.with_suffix(".png"))]
+    if args.per_class:
+        return write_per_class(args, generator, labels, render_)
     if args.interpolate is not None:
         return write_interpolation(args, generator, render_)
     if args.nearest is not None:
