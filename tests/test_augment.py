@@ -1,5 +1,5 @@
 """model.augment (DiffAugment, ADA) and data.max_images: gradients, per-sample draws, identity,
-ADA's p (direction, resume), penalties on augmented reals, bad input, tiny runs of every model."""
+ADA's p (direction, resume), what R1 differentiates, bad input, tiny runs of every model."""
 
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from ganlab.augment import ADA, DiffAugment, NoAugment, resolve_augment
 from ganlab.data.shapes import ShapesDataModule
+from ganlab.training import losses
 from ganlab.training.fit import build, train
 from ganlab.training.losses import Hinge, LeastSquares, NonSaturating, Wasserstein
 from ganlab.utils import ConfigError
@@ -117,46 +118,40 @@ def test_p_stays_in_zero_one_and_fixed_p_holds():
     assert float(fixed.p) == pytest.approx(0.3) and float(fixed.rt) == 1.0
 
 
-def test_penalties_are_taken_on_the_augmented_reals(make_cfg):
+@pytest.mark.parametrize("r1_wrt", ["reals", "augmented"])
+@pytest.mark.parametrize("r1_interval", [1, 2])  # in the D step, and the lazy R1 phase
+def test_r1_differentiates_the_reals_the_training_step_chose(make_cfg, monkeypatch, r1_wrt,
+                                                             r1_interval):
+    """model.augment.r1_wrt=reals (default): R1 w.r.t. the un-augmented reals of the batch,
+    through the augmentation (stylegan2-ada); =augmented: w.r.t. the augmented reals D saw."""
     cfg = make_cfg("model/augment=ada", "model.augment.initial_p=1.0", "loss.r1_gamma=1.0",
-                   "loss.r1_interval=1", "kimg=null", "trainer.max_steps=2", name="r1")
+                   f"loss.r1_interval={r1_interval}", f"model.augment.r1_wrt={r1_wrt}",
+                   "kimg=null", "trainer.max_steps=4", name=f"r1_{r1_wrt}_{r1_interval}")
     datamodule, model, trainer = build(cfg)
-    seen = {"augmented": []}
-    augment, penalties = model.augment.forward, model.loss.penalties
+    seen = {"batch": [], "augmented": [], "penalised": []}
+    augment, d_step, r1_penalty = model.augment.forward, model.d_step, losses.r1_penalty
 
     def spy_augment(x):
         seen["augmented"].append(augment(x))
         return seen["augmented"][-1]
 
-    def spy_penalties(discriminator, real, fake, real_logits):
-        seen.setdefault("penalised", real)
-        return penalties(discriminator, real, fake, real_logits)
+    def spy_d_step(opt_d, real, fake):
+        seen["batch"].append(real)
+        return d_step(opt_d, real, fake)
 
-    model.augment.forward, model.loss.penalties = spy_augment, spy_penalties
+    def spy_r1(real, real_logits):
+        seen["penalised"].append(real)
+        return r1_penalty(real, real_logits)
+
+    model.augment.forward, model.d_step = spy_augment, spy_d_step
+    monkeypatch.setattr(losses, "r1_penalty", spy_r1)
     trainer.fit(model, datamodule=datamodule)
-    torch.testing.assert_close(seen["penalised"].detach(), seen["augmented"][0].detach())
-    assert seen["penalised"].requires_grad  # R1 differentiates w.r.t. the augmented reals
-
-
-def test_lazy_r1_is_taken_on_the_augmented_reals(make_cfg):
-    cfg = make_cfg("model/augment=ada", "model.augment.initial_p=1.0", "loss.r1_gamma=1.0",
-                   "loss.r1_interval=2", "kimg=null", "trainer.max_steps=4", name="lazy")
-    datamodule, model, trainer = build(cfg)
-    seen = {"augmented": [], "r1": []}
-    augment, r1_step = model.augment.forward, model.loss.r1_step
-
-    def spy_augment(x):
-        seen["augmented"].append(augment(x))
-        return seen["augmented"][-1]
-
-    def spy_r1(discriminator, real):
-        seen["r1"].append(real)
-        return r1_step(discriminator, real)
-
-    model.augment.forward, model.loss.r1_step = spy_augment, spy_r1
-    trainer.fit(model, datamodule=datamodule)
-    assert seen["r1"], "the lazy R1 phase never ran"
-    assert any(seen["r1"][0] is x for x in seen["augmented"])  # R1's input came from augment
+    assert seen["penalised"], "R1 never ran"
+    penalised = seen["penalised"][0]
+    assert penalised.requires_grad and penalised.is_leaf  # what autograd.grad differentiates
+    in_batch = any(torch.equal(penalised.detach(), x) for x in seen["batch"])
+    augmented = any(torch.equal(penalised.detach(), x.detach()) for x in seen["augmented"])
+    assert (in_batch, augmented) == ((True, False) if r1_wrt == "reals" else (False, True))
 
 
 def test_p_is_saved_and_restored_exactly_on_resume(make_cfg):
@@ -168,15 +163,35 @@ def test_p_is_saved_and_restored_exactly_on_resume(make_cfg):
     trainer.fit(model, datamodule=datamodule)
     assert float(model.augment.p) != 0.5 and model.augment.steps == 2
     last = Path(make_cfg(*args).paths.output_dir) / "checkpoints" / "last.ckpt"
-    saved = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    saved = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    # the state is the module's extra state, not buffers (DDP would broadcast buffers)
+    assert not any(key.startswith("augment.") for key in saved if key != "augment._extra_state")
+    extra = saved["augment._extra_state"]
     # resuming at the saved step count trains nothing: the restored state is what was saved
     datamodule, resumed, trainer = build(make_cfg(*args))
     assert float(resumed.augment.p) == 0.5
     trainer.fit(resumed, datamodule=datamodule, ckpt_path=str(last))
     for key in ("p", "rt", "sign_sum", "sign_count"):
-        assert torch.equal(getattr(resumed.augment, key), saved[f"augment.{key}"])
+        assert torch.equal(getattr(resumed.augment, key), extra[key])
         assert torch.equal(getattr(resumed.augment, key), getattr(model.augment, key))
-    assert resumed.augment.steps == 2
+    assert resumed.augment.steps == extra["steps"] == 2
+
+
+def test_checkpoints_with_the_old_buffers_still_load():
+    """Before the state moved to the extra state, p, rt and the sums were buffers."""
+    ada = ADA()
+    old = {"p": torch.tensor(0.25), "rt": torch.tensor(0.5), "sign_sum": torch.tensor(3.0),
+           "sign_count": torch.tensor(8.0), "_extra_state": {"steps": 2}}
+    ada.load_state_dict(old)
+    assert (float(ada.p), float(ada.rt), float(ada.sign_sum), float(ada.sign_count),
+            ada.steps) == (0.25, 0.5, 3.0, 8.0, 2)
+    assert set(ada.state_dict()) == {"_extra_state"}
+
+
+def test_state_follows_the_module_and_stays_float32():
+    ada = ADA(initial_p=0.3).double()
+    assert all(getattr(ada, key).dtype == torch.float32 for key in ("p", "rt", "sign_sum"))
+    assert float(ada.p) == pytest.approx(0.3)
 
 
 def test_yaml_defaults_equal_the_mode_names():

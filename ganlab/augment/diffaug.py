@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganlab.augment.base import Augment
+from ganlab.augment.base import Augment, check_r1_wrt
 from ganlab.utils import ConfigError
 
 POLICIES = ("color", "translation", "cutout")
@@ -96,6 +96,9 @@ class DiffAugment(Augment):
             that order as given; empty = identity.
         translation: largest shift as a fraction of the side, in [0, 1] (paper: 1/8).
         cutout: side of the zeroed square as a fraction of the side, in [0, 1] (paper: 1/2).
+        r1_wrt: what R1 differentiates: 'reals' (the un-augmented reals, through the
+            augmentation: data-efficient-gans' `ns_DiffAugment_r1`) or 'augmented' (the
+            augmented image D saw: its `ns_r1_DiffAugment`).
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class DiffAugment(Augment):
         policy: str | Sequence[str] | None = "color,translation,cutout",
         translation: float = 0.125,
         cutout: float = 0.5,
+        r1_wrt: str = "reals",
     ) -> None:
         super().__init__()
         for name, value in (("translation", translation), ("cutout", cutout)):
@@ -114,6 +118,7 @@ class DiffAugment(Augment):
                 )
         self.policy = parse_policy(policy)
         self.translation, self.cutout = float(translation), float(cutout)
+        self.r1_wrt = check_r1_wrt(r1_wrt)
 
     def forward(self, images: Tensor) -> Tensor:
         """images [N, C, H, W] in [-1, 1] -> augmented, same shape (values may leave [-1, 1])."""
@@ -127,4 +132,4 @@ class DiffAugment(Augment):
         return images
 
     def extra_repr(self) -> str:
-        return f"policy={','.join(self.policy) or 'none'}"
+        return f"policy={','.join(self.policy) or 'none'}, r1_wrt={self.r1_wrt}"

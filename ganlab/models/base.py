@@ -407,11 +407,18 @@ class GANModule(pl.LightningModule):
     def d_step(self, opt_d: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Phase D: one step on reals vs detached fakes [B, 3, R, R] (WGAN-GP's penalty and a
         non-lazy R1 included). Returns the logged parts."""
-        # model.augment: every image D sees is augmented (reals and fakes, D, R1 and G phases);
-        # penalties (R1, gradient penalty) are taken on the augmented reals, as in ADA
-        d_loss, logs = self.loss.discriminator_step(
-            self.discriminator, self.augment(real), self.augment(fake)
-        )
+        # model.augment: every image D sees is augmented (reals and fakes, D, R1 and G phases).
+        # R1 is the gradient w.r.t. the un-augmented reals, through the augmentation, which the
+        # loss applies itself (stylegan2-ada); model.augment.r1_wrt=augmented: w.r.t. the
+        # augmented reals. WGAN-GP's penalty is always on the augmented images.
+        if self.augment.r1_through:
+            d_loss, logs = self.loss.discriminator_step(
+                self.discriminator, real, fake, augment=self.augment
+            )
+        else:
+            d_loss, logs = self.loss.discriminator_step(
+                self.discriminator, self.augment(real), self.augment(fake)
+            )
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
@@ -421,7 +428,10 @@ class GANModule(pl.LightningModule):
     def r1_step(self, opt_d: Any, real: Tensor) -> dict[str, Tensor]:
         """Phase R1 (lazy, every `loss.r1_interval` iterations): one D step on the R1 penalty of
         reals [B, 3, R, R], scaled by the interval."""
-        r1_loss, logs = self.loss.r1_step(self.discriminator, self.augment(real))
+        if self.augment.r1_through:  # R1 through the augmentation (see d_step)
+            r1_loss, logs = self.loss.r1_step(self.discriminator, real, augment=self.augment)
+        else:
+            r1_loss, logs = self.loss.r1_step(self.discriminator, self.augment(real))
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(r1_loss)
         opt_d.step()

@@ -5,6 +5,10 @@ Every loss works on raw logits `[N]` (any float dtype; computed in float32) and 
 regularisers (gradient penalty, drift, R1) that need the discriminator itself. R1 runs either in
 every D step (`r1_interval=1`) or lazily, as its own phase every `r1_interval` D steps
 (`r1_step`, StyleGAN2); WGAN-GP's penalty is part of every D step (its interval is always 1).
+
+With an augmentation (`augment=`, ganlab.augment), both steps apply it themselves, so that R1 is
+the gradient w.r.t. the un-augmented reals through the augmentation (stylegan2-ada's loss.py);
+WGAN-GP's penalty is taken on the augmented images D saw.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from torch import Tensor, nn
 from ganlab.utils import ConfigError, check_int
 
 Discriminator = Callable[[Tensor], Tensor]
+Augmentation = Callable[[Tensor], Tensor]
 
 
 def gradient_penalty(discriminator: Discriminator, real: Tensor, fake: Tensor) -> Tensor:
@@ -34,7 +39,9 @@ def gradient_penalty(discriminator: Discriminator, real: Tensor, fake: Tensor) -
 
 
 def r1_penalty(real: Tensor, real_logits: Tensor) -> Tensor:
-    """R1 term E[||grad_x D(x)||^2] on reals (Mescheder et al. 2018); `real` must require grad.
+    """R1 term E[||grad_x D(x)||^2] on reals (Mescheder et al. 2018); `real` must require grad
+    and `real_logits` [N] must be computed from it (through an augmentation, if any: then the
+    gradient is w.r.t. the un-augmented reals, as in stylegan2-ada).
 
     Returns a float32 scalar (the gamma / 2 weight is not applied).
     """
@@ -80,21 +87,36 @@ class GANLoss:
         raise NotImplementedError
 
     def penalties(
-        self, discriminator: Discriminator, real: Tensor, fake: Tensor, real_logits: Tensor
+        self, discriminator: Discriminator, real: Tensor, fake: Tensor, real_logits: Tensor,
+        r1_real: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Weighted regularisation terms added to the D loss, by name (for logging)."""
+        """Weighted regularisation terms added to the D loss, by name (for logging).
+
+        real, fake: the images D saw (augmented, if so); real_logits = D(real). r1_real: the
+        tensor R1 differentiates w.r.t. (the un-augmented reals real_logits were computed from;
+        default `real`)."""
         if self.r1_gamma > 0 and not self.lazy_r1:
-            return {"r1": 0.5 * self.r1_gamma * r1_penalty(real, real_logits)}
+            r1_real = real if r1_real is None else r1_real
+            return {"r1": 0.5 * self.r1_gamma * r1_penalty(r1_real, real_logits)}
         return {}
 
     def discriminator_step(
-        self, discriminator: Discriminator, real: Tensor, fake: Tensor
+        self, discriminator: Discriminator, real: Tensor, fake: Tensor,
+        augment: Augmentation | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Total D loss and its logged parts. real, fake: [N, C, H, W]; fake must be detached."""
+        """Total D loss and its logged parts. real, fake: [N, C, H, W]; fake must be detached.
+
+        augment: applied here to the reals, then the fakes, when given: R1 is then the gradient
+        w.r.t. the un-augmented reals through it (stylegan2-ada); without it, real and fake are
+        what D sees and R1 differentiates w.r.t. `real`. WGAN-GP's penalty interpolates the
+        images D saw (augmented): the reference has no gradient penalty with augmentation, and
+        the penalty's unit-norm target is about D's input, i.e. the augmented image."""
         real = real.detach().requires_grad_(self.r1_gamma > 0 and not self.lazy_r1)
-        real_logits = discriminator(real)
-        fake_logits = discriminator(fake)
-        terms = self.penalties(discriminator, real, fake, real_logits)
+        seen_real = real if augment is None else augment(real)
+        seen_fake = fake if augment is None else augment(fake)
+        real_logits = discriminator(seen_real)
+        fake_logits = discriminator(seen_fake)
+        terms = self.penalties(discriminator, seen_real, seen_fake, real_logits, r1_real=real)
         loss = self.d_loss(real_logits, fake_logits)
         total = loss + sum(terms.values()) if terms else loss
         logs = {
@@ -109,13 +131,14 @@ class GANLoss:
         return total, logs
 
     def r1_step(
-        self, discriminator: Discriminator, real: Tensor
+        self, discriminator: Discriminator, real: Tensor, augment: Augmentation | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The lazy R1 phase: `r1_interval * gamma / 2 * R1` on reals [N, C, H, W] (scaled by the
-        interval, so its mean weight per D step is gamma / 2, as in StyleGAN2). Returns the loss
-        and {"r1": gamma / 2 * R1} for logging."""
+        interval, so its mean weight per D step is gamma / 2, as in StyleGAN2). With `augment`,
+        D sees augment(real) and R1 is w.r.t. the un-augmented reals, through it. Returns the
+        loss and {"r1": gamma / 2 * R1} for logging."""
         real = real.detach().requires_grad_(True)
-        real_logits = discriminator(real)
+        real_logits = discriminator(real if augment is None else augment(real))
         r1 = 0.5 * self.r1_gamma * r1_penalty(real, real_logits)
         # real_logits * 0 keeps D's output in the graph (no unused parameters under DDP)
         loss = r1 * self.r1_interval + 0.0 * real_logits.float().mean()
@@ -217,10 +240,11 @@ class Wasserstein(GANLoss):
         return -fake_logits.float().mean()
 
     def penalties(
-        self, discriminator: Discriminator, real: Tensor, fake: Tensor, real_logits: Tensor
+        self, discriminator: Discriminator, real: Tensor, fake: Tensor, real_logits: Tensor,
+        r1_real: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        terms = super().penalties(discriminator, real, fake, real_logits)
-        if self.gp_weight > 0:
+        terms = super().penalties(discriminator, real, fake, real_logits, r1_real)
+        if self.gp_weight > 0:  # on the images D saw (augmented, if so)
             terms["gp"] = self.gp_weight * gradient_penalty(discriminator, real, fake)
         return terms
 
