@@ -89,3 +89,13 @@ def test_browser_check_catches_a_broken_page(tmp_path):
     seen = check_page(page, tmp_path / "shot.png", width=400, height=300)
     assert not seen.ok and seen.rendered == "pending"
     assert any("nosuchfn" in line for line in seen.console_errors)
+
+
+def test_every_series_of_a_panel_has_its_own_colour_and_a_label(tmp_path):
+    run = fake_run(tmp_path / "run", pggan_like_rows())
+    assert report.main([str(run), "--html"]) == 0
+    page = (run / "report.html").read_text()
+    losses = page.split('class="plot"')[1]  # the first panel: D and G losses
+    strokes = re.findall(r'class="curve" points="[^"]*" stroke="([^"]+)"', losses)
+    assert len(strokes) == 2 and strokes[0] != strokes[1]  # D and G, not both blue
+    assert ">D</text>" in losses and ">G</text>" in losses  # the legend names each series

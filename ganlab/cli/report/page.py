@@ -83,13 +83,13 @@ def svg_panel(title: str, lines: list[tuple[str, str, bool, np.ndarray, np.ndarr
 
 
 def curves(runs: list[Run]) -> str:
-    """The panels of ganlab.cli.report.run, every run overlaid (one colour per run)."""
+    """The panels of ganlab.cli.report.run, every run overlaid (one colour per series)."""
     marks = [k for k, _, start in runs[0].stage_boundaries() if start] if len(runs) == 1 else []
     panels = []
     for panel in PANELS:
         lines = [(f"{runs[i].label} {line.label}" if len(runs) > 1 else line.label,
-                  COLORS[i % len(COLORS)], line.dashed, kimg, values)
-                 for i, line, kimg, values in panel_lines(runs, panel)]
+                  COLORS[j % len(COLORS)], line.dashed, kimg, values)  # a colour per series
+                 for j, (i, line, kimg, values) in enumerate(panel_lines(runs, panel))]
         panels.append(svg_panel(panel.title, lines, marks))
     return '<div class="panels">' + "".join(panels) + "</div>"
 

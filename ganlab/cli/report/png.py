@@ -33,12 +33,12 @@ def figure(runs: list[Run], smoothing: float = 0.0) -> Any:
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5.5 * len(PANELS), 4.2), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, panel in zip(axes[0], PANELS):
-        for i, line, kimg, values in panel_lines(runs, panel):
+        for j, (i, line, kimg, values) in enumerate(panel_lines(runs, panel)):
             sparse = line.key.startswith("val/")
             values = values if sparse else smooth(values, smoothing)
             style = ("o" if sparse else "") + ("--" if line.dashed else "-")
             label = f"{runs[i].label} {line.label}" if len(runs) > 1 else line.label
-            ax.plot(kimg, values, style, color=colors[i % len(colors)], lw=1.2, ms=3, label=label)
+            ax.plot(kimg, values, style, color=colors[j % len(colors)], lw=1.2, ms=3, label=label)
         for i, run in enumerate(runs):
             color = colors[i % len(colors)]
             for kimg, text, fade_start in run.stage_boundaries():
