@@ -85,3 +85,21 @@ def test_metric_shapes_logs_conditioning_scores_in_a_conditional_run(make_cfg):
                  "val/cond_acc_ring", "val/real_acc_disc"):
         assert name in metrics, name
     assert 0 <= metrics["val/cond_acc"][-1] <= 1
+
+
+def test_offline_scoring_of_a_conditional_checkpoint(make_cfg):
+    from ganlab.training.checkpoints import load_generator
+    from ganlab.training.scoring import build_evaluator, data_config, reference_data, score
+
+    _, cfg = train(make_cfg, "model=dcgan", "data.labels=class", "data.resolution=32",
+                   "kimg=0.032", "callbacks.samples=null")
+    generator, config = load_generator(f"{cfg.paths.output_dir}/checkpoints/last.ckpt")
+    from omegaconf import OmegaConf
+
+    metric = make_cfg("metric=shapes", "metric.num_real=64", "metric.cond_per_class=8",
+                      name="m").metric
+    OmegaConf.set_struct(metric, False)
+    evaluator = build_evaluator(metric)
+    data = data_config(config, {})
+    values = score(evaluator, generator, config, data, reference_data(data, "val"), "val", "cpu")
+    assert {"fd_shapes", "cond_acc", "real_acc", "fd_intra", "cond_acc_ring"} <= set(values)

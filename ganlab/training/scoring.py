@@ -23,12 +23,18 @@ SPLITS = ("train", "val")
 
 class GeneratorView(nn.Module):
     """What FIDEvaluator needs of a GANModule, around the one generator being scored:
-    `generator` and `generator_ema` (both that generator), `sample(z)`, `device`, `run_config`."""
+    `generator` and `generator_ema` (both that generator), `sample(z[, labels])`, `device`,
+    `run_config`, and `labels` (a conditional generator's, from its run config; else None)."""
 
     def __init__(self, generator: nn.Module, run_config: dict[str, Any]) -> None:
         super().__init__()
+        from ganlab.models.conditioning import Labels
+
         self.generator = generator
         self.run_config = run_config
+        model = run_config.get("model") or {}
+        conditional = model.get("conditioning", "none") != "none"
+        self.labels = Labels(**model["labels"]) if conditional else None
 
     @property
     def generator_ema(self) -> nn.Module:
@@ -39,9 +45,14 @@ class GeneratorView(nn.Module):
         return next(self.generator.parameters()).device
 
     @torch.no_grad()
-    def sample(self, z: Tensor) -> Tensor:
-        """z [N, z_dim] -> images [N, 3, r, r] in [-1, 1]."""
-        return self.generator(z)
+    def sample(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """z [N, z_dim] (+ labels [N, K]; conditional default: drawn at the data's label
+        frequencies) -> images [N, 3, r, r] in [-1, 1]."""
+        if self.labels is None:
+            return self.generator(z)
+        if labels is None:
+            labels = self.labels.random(len(z), z.device)
+        return self.generator(z, labels.to(z.device, z.dtype))
 
 
 def build_evaluator(metric: DictConfig | None) -> FIDEvaluator:
@@ -99,7 +110,8 @@ def reference_data(data: dict[str, Any], split: str) -> Any:
     """The datamodule of `data` whose validation set is the `split` split (the evaluator reads
     `val_set`), without building the other split."""
     datamodule = instantiate(data)
-    datamodule.val_set = datamodule.build_split(check_split(split))
+    build = getattr(datamodule, "labelled_split", datamodule.build_split)  # with its labels
+    datamodule.val_set = build(check_split(split))
     return datamodule
 
 
