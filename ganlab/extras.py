@@ -4,7 +4,8 @@
   tags (conf/logger/wandb.yaml reads `${tags}`), TensorBoard / CSV as part of the logged
   hyperparameters (the resolved config), and RUN_DIR/tags.log (`write_tags`).
 - `apply_extras(cfg)`: `extras.print_config` prints the resolved config as a rich tree (also
-  saved as RUN_DIR/config_tree.log); `extras.enforce_tags` warns when a run has no tags.
+  saved as RUN_DIR/config_tree.log); `extras.enforce_tags=true` warns when a run has no tags
+  (off by default: tags are optional).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ each one, so a Lightning upgrade that moves them fails one small test instead of
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 
@@ -223,3 +224,33 @@ def install_fast_paths() -> None:
     skip_no_op_hooks()
     cache_hook_signatures()
     no_nvml_checks_without_cuda()
+
+
+# ----------------------------------------------------------------------------- resume and SLURM
+def checkpoint_logged_step(checkpoint: Mapping[str, Any]) -> int | None:
+    """The logged step (`logged_step`) of the last batch before `checkpoint` was saved: a resume
+    from it logs its first row at this step + 1 (Lightning's `_batches_that_stepped`, saved by
+    the fit loop before the batch's own increment). None if the checkpoint lacks the loop state."""
+    try:
+        loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+        return int(loop["_batches_that_stepped"])
+    except (KeyError, TypeError):
+        return None
+
+
+def slurm_requeue_signal(trainer: pl.Trainer) -> int | None:
+    """The signal Lightning's SLURM auto-requeue listens to (SIGUSR1 by default) when the run is
+    a SLURM job with auto-requeue on; else None."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    environment = trainer._accelerator_connector.cluster_environment
+    if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
+        return environment.requeue_signal
+    return None
+
+
+def slurm_save_and_requeue(trainer: pl.Trainer, signum: int) -> None:
+    """What Lightning's SLURM handler does on the requeue signal, called by ganlab between two
+    iterations instead of inside the handler: loggers finalized as "finished", the hpc
+    checkpoint saved (all ranks), `scontrol requeue` of the job from rank 0."""
+    trainer._signal_connector._slurm_sigusr_handler_fn(signum, None)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 import secrets
@@ -23,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger as LightningCSVLogger
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -139,7 +140,10 @@ class WandbLogger(LightningWandbLogger):
         id_file = Path(save_dir) / WANDB_ID_FILE
         if kwargs.get("id") is None:  # continue the run folder's W&B run, else a new one
             kwargs["id"] = read_wandb_id(id_file) or new_wandb_id()
-        kwargs.setdefault("resume", "allow")  # the same id: continue that run's history
+        if kwargs.get("resume_from"):  # a resume: W&B's rewind to the checkpoint's step
+            kwargs["resume"] = None  # (exclusive with resume=)
+        else:
+            kwargs.setdefault("resume", "allow")  # the same id: continue that run's history
         job = multirun_job()
         group = group or (job[0] if job else None)
         name = name or (job[1] if job else Path(save_dir).name)
@@ -214,12 +218,31 @@ def new_wandb_id() -> str:
 
 
 class LoggerState(pl.Callback):
-    """Keeps the W&B run id in every checkpoint (`checkpoint["ganlab_loggers"]["wandb_id"]`), so
-    a resume from it continues the same W&B run (see `run.continue_run`)."""
+    """Keeps the W&B run id and its step count in every checkpoint
+    (`checkpoint["ganlab_loggers"]`: `wandb_id`, `wandb_step`), so a resume from it continues
+    the same W&B run rewound to that step (see `training.fit.continue_run`)."""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        ids = [lg.version for lg in trainer.loggers if isinstance(lg, LightningWandbLogger)]
-        checkpoint[LOGGER_STATE_KEY] = {"wandb_id": ids[0] if ids else None}
+        runs = [lg for lg in trainer.loggers if isinstance(lg, LightningWandbLogger)]
+        step = None
+        if runs and runs[0]._experiment is not None:
+            step = int(getattr(runs[0]._experiment, "step", 0))  # the next history _step
+        checkpoint[LOGGER_STATE_KEY] = {"wandb_id": runs[0].version if runs else None,
+                                        "wandb_step": step}
+
+
+def wandb_rewind_point(run_id: str, step: int | None) -> str | None:
+    """W&B's `resume_from` moment (`RUN?_step=N`: the history from step N on is replaced), or
+    None when the installed W&B has no rewind or the step is unknown."""
+    if step is None:
+        return None
+    try:
+        from wandb.sdk.wandb_settings import Settings
+    except ImportError:
+        return None
+    if "resume_from" not in Settings.model_fields:
+        return None
+    return f"{run_id}?_step={step}"
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -236,7 +259,8 @@ class AppendingWriter(ExperimentWriter):
 
 class CSVLogger(LightningCSVLogger):
     """Lightning's CSVLogger writing RUN_DIR/csv/metrics.csv; a resumed run appends its rows to
-    the file of the run it continues (Lightning's would delete it)."""
+    the file of the run it continues (Lightning's would delete it), after `rewind` moved the
+    rows past the checkpoint into a side file."""
 
     @property
     @rank_zero_experiment
@@ -245,6 +269,77 @@ class CSVLogger(LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+    @rank_zero_only
+    def rewind(self, nimg: int, step: int | None) -> Path | None:
+        """Before a resume from a checkpoint at `nimg` images: see `rewind_csv`."""
+        return rewind_csv(Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE, nimg, step)
+
+
+def rewind_csv(path: Path, nimg: int, step: int | None) -> Path | None:
+    """Move the rows of metrics.csv logged past a checkpoint at `nimg` images (train/kimg, else
+    val/kimg, above nimg / 1000; a row with neither: its step above `step`, the checkpoint's
+    logged step) into `metrics.rewound-<nimg>.csv` beside it (appended to if it exists), so the
+    resumed run's rows follow the checkpoint's. Returns the side file, None if nothing moved."""
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+
+    def past(row: dict[str, str]) -> bool:
+        for key in ("train/kimg", "val/kimg"):
+            if row.get(key) not in (None, ""):
+                return float(row[key]) * 1000 > nimg + 0.5  # kimg written as a rounded float
+        return step is not None and row.get("step") not in (None, "") and int(row["step"]) > step
+
+    dropped = [row for row in rows if past(row)]
+    if not dropped:
+        return None
+    side = path.with_name(f"{path.stem}.rewound-{nimg}{path.suffix}")
+    new = not side.is_file()
+    with open(side, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        writer.writerows(dropped)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(row for row in rows if not past(row))
+    os.replace(tmp, path)
+    log.info("resume at %.3f kimg: %d row(s) of %s logged after the checkpoint moved to %s",
+             nimg / 1000, len(dropped), path.name, side.name)
+    return side
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+class TensorBoardLogger(LightningTensorBoardLogger):
+    """Lightning's TensorBoardLogger; `rewind(step)` before a resume makes its new event file
+    start with a purge of the steps from `step` on (SummaryWriter's purge_step), so TensorBoard
+    shows the resumed run's values there, not both runs'."""
+
+    def rewind(self, step: int) -> None:
+        if self._experiment is not None:
+            raise RuntimeError("TensorBoardLogger.rewind must come before its first write")
+        self._kwargs["purge_step"] = step
+
+
+def rewind_loggers(trainer: pl.Trainer, checkpoint: Mapping[str, Any]) -> None:
+    """Before a resume from `checkpoint`: the CSV rows and TensorBoard steps logged after it are
+    set aside / purged, so every logger shows each kimg once (W&B rewinds through its
+    `resume_from`, set up by `training.fit.continue_run`)."""
+    from ganlab import lightning_api
+    from ganlab.training.checkpoints import CHECKPOINT_KEY
+
+    nimg = int(checkpoint[CHECKPOINT_KEY]["nimg"])
+    step = lightning_api.checkpoint_logged_step(checkpoint)
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            logger.rewind(nimg, step)
+        elif isinstance(logger, TensorBoardLogger) and step is not None:
+            logger.rewind(step + 1)  # the resumed run's first logged step
 
 
 # ----------------------------------------------------------------------------- images
@@ -272,7 +367,7 @@ def log_image(trainer: pl.Trainer, key: str, image: Tensor) -> list[str]:
             # on the kimg axis however the history rows of scalars and images interleave
             row = {key: [wandb.Image(to_uint8_hwc(image).cpu().numpy())], "train/kimg": kimg}
             logger.log_metrics(row, step)
-        elif isinstance(logger, TensorBoardLogger):
+        elif isinstance(logger, LightningTensorBoardLogger):
             logger.experiment.add_image(key, image.detach().float().clamp(0, 1).cpu(), step)
         else:
             continue

@@ -50,13 +50,13 @@ def test_tags_reach_the_run_dir_and_loggers(make_cfg, tmp_path):
     assert list(wandb.logger.wandb.tags) == ["a"]  # the wandb logger reads ${tags}
 
 
-def test_missing_tags_warn_and_extras_none_is_silent(make_cfg, caplog):
+def test_missing_tags_warn_only_when_asked(make_cfg, caplog):
     assert run_tags(make_cfg()) == ["debug"]
     with caplog.at_level(logging.WARNING):
-        train(make_cfg("kimg=0.016", "extras=none", name="quiet"))
-    assert "has no tags" not in caplog.text
+        train(make_cfg("kimg=0.016", name="default"))
+    assert "has no tags" not in caplog.text  # tags are optional by default
     with caplog.at_level(logging.WARNING):
-        train(make_cfg("kimg=0.016", name="loud"))
+        train(make_cfg("kimg=0.016", "extras.enforce_tags=true", name="loud"))
     assert "this run has no tags" in caplog.text
 
 

@@ -1,11 +1,14 @@
-"""Checkpoints by images shown, written atomically, also on Ctrl-C / SIGTERM.
+"""Checkpoints by images shown, written atomically, also on Ctrl-C / SIGTERM / SLURM's requeue
+signal, and read back as data only.
 
 `last.ckpt` is replaced only by a complete file (write to .tmp, fsync, rename, fsync the folder)
-and only with finite weights, so a run never loses its last good checkpoint, even when killed.
+and only with finite weights, so a run never loses its last good checkpoint, even when killed
+or when the disk fills up during a save (the run then stops with one line naming the file).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -16,11 +19,17 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from ganlab import lightning_api
 from ganlab.data.labels import images_of
 from ganlab.logs import get_logger
-from ganlab.utils import check_int, next_multiple
+from ganlab.utils import ConfigError, check_int, next_multiple
 
 log = get_logger(__name__)
+
+
+class OutputWriteError(ConfigError):
+    """The run's outputs cannot be written (disk full, quota, read-only folder): the run stops
+    with one line (exit code 2), its previous checkpoint intact."""
 
 
 TMP_SUFFIX = ".tmp"  # a checkpoint being written: `last.ckpt.tmp`
@@ -49,10 +58,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         tmp = f"{path}{TMP_SUFFIX}"
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(os.path.dirname(os.path.abspath(path)))
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            fsync_path(tmp)
+            os.replace(tmp, path)
+            fsync_path(os.path.dirname(os.path.abspath(path)))
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as either
+            Path(tmp).unlink(missing_ok=True)  # the partial file would only take space
+            raise write_error(path, error) from None
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Lightning's resume (`trainer.fit(ckpt_path=...)`) reads the file as data only
+        (`torch.load(weights_only=True)`), whatever `weights_only` Lightning asks for: a file
+        holding anything else is refused with a ConfigError naming it."""
+        from ganlab.training.checkpoints import load_as_data
+
+        return load_as_data(path, map_location=map_location or "cpu")
+
+
+def write_error(path: str | Path, error: BaseException) -> OutputWriteError:
+    """One line for a failed checkpoint write: the file, the reason, what was kept."""
+    code = getattr(error, "errno", None)
+    reason = os.strerror(code) if code else str(error).splitlines()[0] if str(error) else ""
+    if code is None and "file write failed" in str(error):  # torch's message for a full disk
+        reason = "the write failed (disk full?)"
+    hint = {errno.ENOSPC: "free space there or point hydra.run.dir at a larger disk",
+            errno.EDQUOT: "free space within the quota or point hydra.run.dir elsewhere",
+            errno.EROFS: "point hydra.run.dir at a writable folder",
+            errno.EACCES: "point hydra.run.dir at a writable folder"}.get(code, "check the disk")
+    kept = " (the previous file is kept)" if Path(path).is_file() else ""
+    return OutputWriteError(f"cannot write checkpoint {path}: {reason}{kept}; {hint}")
 
 
 def remove_stale_tmp(dirpath: Path) -> list[Path]:
@@ -69,6 +106,10 @@ def remove_stale_tmp(dirpath: Path) -> list[Path]:
 class KimgCheckpoint(pl.Callback):
     """Saves `dirpath/last.ckpt` every `every_kimg`, at the end of training and when the run is
     interrupted (SIGINT / SIGTERM: finish the current step, save, stop; a second Ctrl-C aborts).
+    Under SLURM with Lightning's auto-requeue, the requeue signal (SIGUSR1 by default, sent
+    `signal_delay_s` before the time limit) is also taken after the current iteration: then
+    Lightning's hpc_ckpt_N.ckpt is saved and the job requeued, and training goes on until SLURM
+    stops it (Lightning alone saves inside its signal handler, in the middle of a step).
 
     Under DDP a signal may reach one rank only (SIGTERM to rank 0, a scheduler killing one
     task): every `stop_sync_every` iterations all ranks agree on it with one 1-element
@@ -96,6 +137,7 @@ class KimgCheckpoint(pl.Callback):
         self.snapshot_nimg = int(snapshot_kimg * 1000) if snapshot_kimg else None
         self.next_nimg = self.next_snapshot = 0
         self.stop_signal: int | None = None
+        self.requeue_signal: int | None = None  # SLURM auto-requeue (Lightning's SIGUSR1)
         self._previous_handlers: dict[int, Any] = {}
 
     @property
@@ -107,11 +149,17 @@ class KimgCheckpoint(pl.Callback):
         self.stop_signal = signum
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
 
-    def _install_handlers(self) -> None:
+    def _request_requeue(self, signum: int, frame: Any) -> None:
+        self.requeue_signal = signum
+
+    def _install_handlers(self, trainer: pl.Trainer) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
+        requeue = lightning_api.slurm_requeue_signal(trainer)
+        if requeue is not None:  # Lightning would save hpc_ckpt inside its handler, mid-step
+            self._previous_handlers[requeue] = signal.signal(requeue, self._request_requeue)
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -125,21 +173,31 @@ class KimgCheckpoint(pl.Callback):
         self.next_nimg = next_multiple(pl_module.nimg, self.every_nimg)
         if self.snapshot_nimg:
             self.next_snapshot = next_multiple(pl_module.nimg, self.snapshot_nimg)
-        self._install_handlers()
+        self._install_handlers(trainer)
 
-    def stop_requested(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
-        """The signal to stop on, the same on every rank (checked every `stop_sync_every`
-        iterations under DDP: one all_reduce of one number), else None."""
+    def signals_received(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> tuple[int | None, int | None]:
+        """(signal to stop on, SLURM requeue signal), the same on every rank (checked every
+        `stop_sync_every` iterations under DDP: one all_reduce of two numbers), else None."""
         if trainer.world_size == 1:
-            return self.stop_signal
+            return self.stop_signal, self.requeue_signal
         if pl_module.iteration % self.stop_sync_every:
-            return None
-        flag = torch.tensor([self.stop_signal or 0], device=pl_module.device)
+            return None, None
+        flags = [self.stop_signal or 0, self.requeue_signal or 0]
+        flag = torch.tensor(flags, device=pl_module.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return int(flag) or None  # the only host sync of this callback, every N iterations
+        stop, requeue = (int(v) for v in flag.tolist())  # this callback's only host sync
+        return stop or None, requeue or None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        signum = self.stop_requested(trainer, pl_module)
+        signum, requeue = self.signals_received(trainer, pl_module)
+        if requeue is not None:  # SLURM's time-limit warning: hpc_ckpt now, between iterations
+            log.warning("rank %d: %s received: saving Lightning's hpc checkpoint after iteration "
+                        "%d and requeueing the job", trainer.global_rank,
+                        signal.Signals(requeue).name, pl_module.iteration)
+            self.requeue_signal = None
+            lightning_api.slurm_save_and_requeue(trainer, requeue)
         if signum is not None:  # on_train_end saves last.ckpt (once, all ranks together)
             log.warning("rank %d: %s received: saving %s and stopping after iteration %d",
                         trainer.global_rank, signal.Signals(signum).name, self.last_path,

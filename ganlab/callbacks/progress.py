@@ -28,7 +28,9 @@ class KimgProgressBar(ProgressBar):
 
     def __init__(self, kimg: float | None = None, refresh_s: float = 1.0) -> None:
         super().__init__()
-        self.kimg, self.refresh_s = kimg, refresh_s
+        # a total only for a positive target (ganlab.training.config_schema refuses others)
+        self.kimg = kimg if isinstance(kimg, (int, float)) and kimg > 0 else None
+        self.refresh_s = refresh_s
         self.enabled = True
         self.bar: Any = None
         self.last_draw = 0.0

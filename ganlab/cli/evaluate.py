@@ -29,6 +29,7 @@ from ganlab.logs import get_logger
 from ganlab.metrics.evaluator import FIDEvaluator
 from ganlab.training.checkpoints import (
     CHECKPOINT_KEY,
+    check_stored_config,
     load_checkpoint,
     load_generator,
     run_checkpoint,
@@ -112,6 +113,7 @@ def check_target(target: Target, changes: dict[str, Any], evaluator: FIDEvaluato
     state = load_checkpoint(target.checkpoint)[CHECKPOINT_KEY]
     if not state.get("config"):
         raise ConfigError(f"{target.checkpoint} holds no run config; was it written by ganlab.run?")
+    check_stored_config(state["config"], target.checkpoint)  # before anything is instantiated
     target.config, target.kimg = state["config"], state.get("nimg", math.nan) / 1000
     side = target.config["model"]["generator"]["resolution"]
     data = data_config(target.config, changes)

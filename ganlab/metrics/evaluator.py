@@ -97,8 +97,8 @@ def _named_extractor(extractor: Any, data_target: str | None) -> nn.Module | Non
     if wanted and data_target and data_target != wanted:
         raise ConfigError(
             f"metric.feature_extractor={type(extractor).__name__} scores images of "
-            f"{wanted} only, but data._target_={data_target}: use metric=fid for this data, "
-            f"or data=shapes"
+            f"{wanted} only, but data._target_ (metric.data_target) is {data_target}: use "
+            "metric=fid for this data, or data=shapes"
         )
     return extractor
 

@@ -129,8 +129,10 @@ def panel_lines(runs: list[Run], panel: Panel) -> list[tuple[int, Line, np.ndarr
 
 
 def read_metrics_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """metrics.csv -> {column: (kimg, values)} sorted by kimg. A row's kimg: train/kimg, else
-    val/kimg (FID rows), else interpolated from the logging step."""
+    """metrics.csv -> {column: (kimg, values)} sorted by kimg, one value per kimg. A row's kimg:
+    train/kimg, else val/kimg (FID rows), else interpolated from the logging step. Where a
+    column has two values at one kimg (a resumed run's CSV written before ganlab rewound it on
+    resume), the later row wins: the resumed run's, as the rewind would have kept."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
 
@@ -150,8 +152,9 @@ def read_metrics_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for key in rows[0].keys() if rows else []:
         values = np.array([number(r, key) for r in rows])
         keep = ~np.isnan(values) & ~np.isnan(kimg)
-        order = np.argsort(kimg[keep], kind="stable")
-        series[key] = (kimg[keep][order], values[keep][order])
+        last = {round(float(k), 6): v for k, v in zip(kimg[keep], values[keep], strict=True)}
+        x = np.array(sorted(last), dtype=float)
+        series[key] = (x, np.array([last[k] for k in sorted(last)], dtype=float))
     return series
 
 
