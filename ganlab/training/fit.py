@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,13 +22,21 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ganlab.callbacks.checkpoint import AtomicCheckpointIO
+from ganlab.callbacks.checkpoint import AtomicCheckpointIO, OutputWriteError
+from ganlab.callbacks.summary import use_ganlab_summary
 from ganlab.extras import apply_extras
-from ganlab.loggers import LOGGER_STATE_KEY, LoggerState, log_run_config
+from ganlab.loggers import (
+    LOGGER_STATE_KEY,
+    LoggerState,
+    log_run_config,
+    rewind_loggers,
+    wandb_rewind_point,
+)
 from ganlab.logs import get_logger
 from ganlab.models.conditioning import configure_labels
 from ganlab.multirun import check_launch
 from ganlab.training.checkpoints import CHECKPOINT_KEY, load_checkpoint
+from ganlab.training.config_schema import check_config
 from ganlab.training.init_from import init_from
 from ganlab.training.losses import check_precision_with_penalty
 from ganlab.utils import ConfigError
@@ -107,18 +116,33 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
         if cfg.get("logger", {}).get("wandb"):
             callbacks.append(LoggerState())  # the W&B run id in checkpoints
-        trainer = instantiate(
-            cfg.trainer,
-            callbacks=callbacks,
-            logger=loggers or False,
-            plugins=[AtomicCheckpointIO()],
-        )
+        trainer = build_trainer(cfg, callbacks, loggers)
     except InstantiationException as error:
         if isinstance(error.__cause__, ConfigError):
             raise error.__cause__ from None
         raise
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     return datamodule, model, trainer
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
+    """Lightning's Trainer from `cfg.trainer`; Lightning's own refusal of a trainer.* value
+    (an unknown strategy, accelerator or device list) becomes one ConfigError line."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
+        )
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
+            reason = " ".join(str(cause).split())  # Lightning's message names the argument
+            raise ConfigError(f"trainer: {reason}") from None
+        raise
+    use_ganlab_summary(trainer)  # no FLOPs column reading 0
+    return trainer
 
 
 def check_resume(cfg: DictConfig, model: GANModule) -> str | None:
@@ -152,6 +176,35 @@ def continue_run(cfg: DictConfig) -> None:
             saved = load_checkpoint(ckpt).get(LOGGER_STATE_KEY) or {}
             if saved.get("wandb_id"):
                 wandb.id = saved["wandb_id"]
+                rewind = wandb_rewind_point(saved["wandb_id"], saved.get("wandb_step"))
+                if rewind and wandb.get("resume_from") is None:
+                    wandb.resume_from = rewind  # W&B drops its history past the checkpoint
+
+
+def check_writable(cfg: DictConfig) -> None:
+    """Refuse, before training, a run folder that cannot be written (read-only file system, no
+    permission): creating it and a probe file in it must work."""
+    folder = Path(cfg.paths.output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ganlab-write-probe"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"paths.output_dir={str(folder)!r} is not writable ({error.strerror or error}): "
+            "point hydra.run.dir (or paths.output_dir) at a folder you can write"
+        ) from None
+
+
+def output_error(error: BaseException) -> OutputWriteError | None:
+    """The OutputWriteError behind `error` (itself, or what it was raised while handling: a
+    logger writing on the same full disk during Lightning's teardown), else None."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OutputWriteError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def set_tf32(tf32: bool | None) -> None:
@@ -201,8 +254,13 @@ class MetricMissingError(ConfigError):
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Train one run; returns the value of `cfg.optimized_metric` (None when it is null)."""
+    """Train one run; returns the value of `cfg.optimized_metric` (None when it is null).
+
+    Before anything is built: every config value checked (`config_schema.check_config`), the
+    run folder writable. A resume rewinds the loggers to the checkpoint first."""
+    check_config(cfg)  # one line naming the key, the value and what is allowed
     continue_run(cfg)  # a resume writes into its run folder: decided before anything is announced
+    check_writable(cfg)
     announce_outputs(cfg)
     apply_extras(cfg)  # tags into cfg (and so into the loggers), config tree, tags.log
     pl.seed_everything(cfg.seed, workers=True)
@@ -216,7 +274,20 @@ def train(cfg: DictConfig) -> float | None:
             raise ConfigError("init_from and ckpt_path both set: ckpt_path resumes a run exactly, "
                               "init_from starts a new one from its weights; pass one of them")
         init_from(model, cfg.init_from)
+    if cfg.get("init_from"):  # a new run from another run's weights (training/init_from.py)
+        if ckpt_path is not None:
+            raise ConfigError("init_from and ckpt_path both set: ckpt_path resumes a run exactly, "
+                              "init_from starts a new one from its weights; pass one of them")
+        init_from(model, cfg.init_from)
+    if ckpt_path is not None:  # before any logger writes: rows past the checkpoint set aside
+        rewind_loggers(trainer, load_checkpoint(ckpt_path))
     log_run_config(trainer, model.run_config)  # the resolved config as W&B run config etc.
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:  # the checkpoint is read as data only (also by AtomicCheckpointIO)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except Exception as error:
+        cause = output_error(error)  # a full disk: one line, not a logger's follow-up error
+        if cause is not None and cause is not error:
+            raise cause from None
+        raise
     log.info("finished at %.1f kimg; output in %s", model.nimg / 1000, cfg.paths.output_dir)
     return metric_value(trainer.callback_metrics, cfg.get("optimized_metric"))
