@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import sysconfig
+import venv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,3 +67,36 @@ def read_metrics(run_dir: Path) -> dict[str, list[float]]:
                 if value not in ("", None):
                     columns.setdefault(key, []).append(float(value))
     return columns
+
+
+# ----------------------------------------------------------------------------- installed wheel
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of this checkout, built without isolation (setuptools from this environment)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--quiet", "--wheel-dir", str(out), str(CONF_DIR.parent)],
+                   check=True, capture_output=True, timeout=600)
+    (path,) = out.glob("ganlab-*.whl")
+    return path
+
+
+@pytest.fixture(scope="session")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh virtualenv holding the wheel; its dependencies (torch, Lightning, ...) are seen
+    through a .pth line naming this environment's site-packages, so nothing is downloaded. The
+    source tree is not on its path (this environment's editable-install hook is a .pth file in
+    that folder, which a .pth line does not run). Returns the venv's bin folder."""
+    env = tmp_path_factory.mktemp("venv")
+    venv.create(env, with_pip=False)
+    purelib = Path(sysconfig.get_paths(vars={"base": str(env), "platbase": str(env)})["purelib"])
+    (purelib / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"),
+                    "install", "--no-deps", "--ignore-installed", "--quiet", str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    return env / "bin"
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without PYTHONPATH (the source tree must not leak in)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}

@@ -5,15 +5,14 @@ start without Lightning."""
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
 import sys
-import sysconfig
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import clean_env
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,38 +48,6 @@ def test_light_tools_answer_help_without_importing_lightning(tool):
                           timeout=120, check=True)
     assert "usage:" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory) -> Path:
-    """The wheel of this checkout (no build isolation: setuptools comes from this environment)."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--quiet", "--wheel-dir", str(out), str(ROOT)],
-                   check=True, capture_output=True, timeout=600)
-    (path,) = out.glob("ganlab-*.whl")
-    return path
-
-
-@pytest.fixture(scope="session")
-def installed(wheel, tmp_path_factory) -> Path:
-    """A fresh virtualenv holding the wheel; its dependencies (torch, Lightning, ...) are seen
-    through a .pth line naming this environment's site-packages, so nothing is downloaded. The
-    source tree is not on its path (this environment's editable-install hook is a .pth file in
-    that folder, which a .pth line does not run). Returns the venv's bin folder."""
-    env = tmp_path_factory.mktemp("venv")
-    venv.create(env, with_pip=False)
-    purelib = Path(sysconfig.get_paths(vars={"base": str(env), "platbase": str(env)})["purelib"])
-    (purelib / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"),
-                    "install", "--no-deps", "--quiet", str(wheel)],
-                   check=True, capture_output=True, timeout=600)
-    return env / "bin"
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without PYTHONPATH (the source tree must not leak in)."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
 
 
 @pytest.mark.slow
