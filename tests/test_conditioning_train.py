@@ -142,3 +142,13 @@ def test_celeba_attributes_and_folder_classes_train(make_cfg, tmp_path):
     module, cfg = train(make_cfg, "model=sagan", "data=folder", f"data.root={folder}",
                         "data.labels=class", *small, name="folder")
     assert module.labels.names == ["apple", "berry", "cherry"] and module.iteration == 2
+
+
+@pytest.mark.parametrize("augment", ["diffaug", "ada"])
+def test_conditional_training_with_augmentation(make_cfg, augment):
+    """The label is not augmented: D gets the batch's labels whatever the images went through
+    (acgan: its classifier loss on the augmented reals and fakes)."""
+    module, _ = train(make_cfg, "model=pggan", "data.labels=class", *SHORT, *PGGAN_SHORT,
+                      f"model/augment={augment}", "kimg=0.032", "loss=nonsaturating",
+                      "loss.r1_gamma=1.0")
+    assert module.iteration == 2 and module.discriminator.bound_labels is None
