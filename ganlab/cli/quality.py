@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -47,6 +48,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 
 from ganlab import config_dir
+from ganlab.data.labels import images_of
 from ganlab.data.transforms import to_float, to_uint8
 from ganlab.logs import get_logger
 from ganlab.metrics.evaluator import FIDEvaluator
@@ -196,9 +198,15 @@ def score_curve(evaluator: FIDEvaluator, run_dir: Path) -> list[dict[str, Any]]:
 def leak_columns(generator: nn.Module, reals: Any, num: int = LEAK_NUM) -> dict[str, float]:
     """`leak_scores` of `num` fakes of `generator` (fixed seed) against up to `num` reals of the
     dataset `reals` (uint8 [3, R, R] items), as {'leak_<score>': value}."""
-    z = torch.randn(num, generator.z_dim, generator=torch.Generator().manual_seed(LEAK_SEED))
-    fakes = torch.cat([to_uint8(generator(chunk)) for chunk in z.split(256)])
-    real = torch.stack([reals[i] for i in range(min(num, len(reals)))])
+    rng = torch.Generator().manual_seed(LEAK_SEED)
+    z = torch.randn(num, generator.z_dim, generator=rng)
+    classes = getattr(generator, "num_classes", 0)  # conditional: uniform classes
+    labels = F.one_hot(torch.randint(max(classes, 1), (num,), generator=rng), max(classes, 1))
+    draw = generator if not classes else lambda z, y: generator(z, y.float())
+    args = [(chunk,) if not classes else (chunk, y)
+            for chunk, y in zip(z.split(256), labels.split(256))]
+    fakes = torch.cat([to_uint8(draw(*a)) for a in args])
+    real = torch.stack([images_of(reals[i]) for i in range(min(num, len(reals)))])
     return {f"leak_{k}": v for k, v in leak_scores(fakes, real).items()}
 
 
@@ -447,7 +455,8 @@ def machine() -> str:
 
 def score_columns(values: dict[str, float]) -> list[str]:
     """The metric columns present: the distance first, then precision ... coverage."""
-    order = ["fd_shapes", "fid", "precision", "recall", "density", "coverage"]
+    order = ["fd_shapes", "fid", "precision", "recall", "density", "coverage",
+             "cond_acc", "real_acc", "fd_intra"]  # the last three: conditional runs only
     return [c for c in order if c in values]
 
 
