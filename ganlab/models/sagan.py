@@ -195,9 +195,12 @@ class AttentionMaps(pl.Callback):
         generator, disc = pl_module.ema_generator(), pl_module.discriminator
         with eval_mode(generator, disc):
             z = pl_module.fixed_z[:1]
+            # conditional: the first grid row's label (the first class), for G and D
+            y = None if pl_module.labels is None else pl_module.grid_inputs()[1][:1]
+            args = (z,) if y is None else (z, y)
             images: list[Tensor] = []
-            g_maps = capture_attention(generator, lambda: images.append(generator(z)))
-            d_maps = capture_attention(disc, lambda: disc(images[0]))
+            g_maps = capture_attention(generator, lambda: images.append(generator(*args)))
+            d_maps = capture_attention(disc, lambda: disc(images[0], *args[1:]))
         if not g_maps and not d_maps:
             return None
         image = images[0][0].cpu()
