@@ -220,9 +220,9 @@ def keep_freed_memory(enabled: bool) -> bool:
     keep up to 1 GiB of freed memory there. glibc's defaults map a large buffer afresh at each
     allocation and return it at each free (thresholds that adapt only partly), so a CPU training
     step, which allocates and frees the same activation-sized buffers at every iteration, pays a
-    page fault per 4 KiB touched: 1.29 M minor faults in a 12 kimg DCGAN-32 run against 0.16 M
-    with this (experiments/BENCHMARKS.md). Freed memory stays with the process (its RSS stays
-    near its peak). Returns whether it was applied (false elsewhere, or when disabled)."""
+    page fault per 4 KiB touched (fault counts with and without: experiments/BENCHMARKS.md).
+    Freed memory stays with the process (its RSS stays near its peak). Returns whether it was
+    applied (false elsewhere, or when disabled)."""
     if not enabled or sys.platform != "linux":
         return False
     try:
