@@ -68,8 +68,8 @@ def fast_logging() -> None:
 
     Every `self.log` call moves the stored `_ResultMetric` to the value's device through
     `apply_to_collection` over the metric's whole `__dict__` (a torchmetrics Metric: ~50
-    attributes, dataclasses copied): about 0.25 ms per logged name on a CPU, 3 ms per logging
-    step of a GAN. The patched `to` returns at once when every tensor of the metric (its states
+    attributes, dataclasses copied), at every logged name of every logging step. The patched `to`
+    returns at once when every tensor of the metric (its states
     and their defaults) already lies on the target device, which is all the original would have
     changed; otherwise it runs the original."""
     import torch
@@ -173,8 +173,8 @@ def no_nvml_checks_without_cuda() -> None:
     Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported, so that checking for CUDA does
     not initialise it before a fork. `Optimizer.step` asks `torch.accelerator` at every call;
     under that variable, with CUDA not initialised (always, on a machine without a GPU), the
-    answer dlopens libnvidia-ml each time: 31 us per call against 1.2 us without (measured on
-    a 2-core CPU with a CUDA build of torch), two calls per GAN iteration. Where torch sees no
+    answer dlopens libnvidia-ml each time (an order of magnitude slower than the cached answer),
+    two calls per GAN iteration. Where torch sees no
     CUDA device there is nothing a fork could inherit, so the variable is removed and the check
     becomes torch's cached device count. On a GPU machine it stays."""
     import os
@@ -218,8 +218,7 @@ def cache_hook_signatures() -> None:
 
 def install_fast_paths() -> None:
     """Every per-step saving above (idempotent, behaviour unchanged): GANModule calls it when a
-    fit starts. The last three took the overhead-bound case from 0.61 to 0.51 ms per iteration
-    over a plain loop on a 2-core CPU (experiments/BENCHMARKS.md, issue 13's second pass)."""
+    fit starts. What they save is measured in experiments/BENCHMARKS.md."""
     fast_logging()
     skip_no_op_hooks()
     cache_hook_signatures()

@@ -60,7 +60,7 @@ from ganlab.utils import ConfigError
 log = get_logger(__name__)
 
 CONF_DIR = config_dir()
-KIMG = 20.0  # default training length per run, kimg (the table: ~30 min of one core, see above)
+KIMG = 20.0  # default training length per run, kimg
 SEEDS = (0, 1)
 NUM_FAKE = 2000  # fakes per score (and reals, capped at the val split's 1000 images)
 SIDE = 32  # px: the shapes metric's side

@@ -1,4 +1,4 @@
-"""Augmentation leak check: do the fakes carry the augmentations D saw (issue 11, item 4)?
+"""Augmentation leak check: do the fakes carry the augmentations D saw?
 
 A leak (Karras et al. 2020) shows as generated images that are rotated, mirrored upside down or
 colour-shifted versus the data, i.e. statistics of the fakes drifting from those of the
@@ -25,9 +25,9 @@ import math
 import torch
 from torch import Tensor
 
-# ~2-3x the noise between two independent real sets of 1000 shapes images (channel_tv 0.025,
-# hue_tv 0.043, saturation 0.001, orientation_tv 0.010, upright 0.012): compare sets of >= 1000
-# images, and report the scores of a held-out real set next to the fakes' as the noise floor.
+# about 2-3x each score's noise between two independent real sets of 1000 shapes images (the
+# noise: experiments/QUALITY.md, section 6): compare sets of >= 1000 images, and report the
+# scores of a held-out real set next to the fakes' as the noise floor.
 THRESHOLDS = {"channel_tv": 0.08, "hue_tv": 0.1, "saturation": 0.03, "orientation_tv": 0.05,
               "upright": 0.1}
 LUMA = (0.299, 0.587, 0.114)
