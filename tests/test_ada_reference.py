@@ -247,6 +247,7 @@ def test_images_no_transform_moves_come_back_bit_identical(resample):
 
 
 # ----------------------------------------------------------------------------- (c) gradients
+@pytest.mark.slow
 @pytest.mark.parametrize("resample", ["bandlimited", "bilinear"])
 def test_second_derivatives_flow_through_the_augmentation(resample):
     """R1 through the augmentation needs d/dtheta of d/dx: gradgradcheck in float64."""

@@ -26,6 +26,7 @@ def assert_same(ours: object, theirs: object, key: str) -> None:
         assert ours == theirs, key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resume_at", [4, 6])  # 1 D step pending in the sums; none pending
 def test_resume_with_ada_equals_the_straight_run(make_cfg, resume_at):
     straight, saves = fit(make_cfg, "straight", ADA, iterations=10)

@@ -19,6 +19,7 @@ def adam_flags(optimizer: torch.optim.Optimizer) -> tuple:
     return group["foreach"], group["fused"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("impl", "flags"), [("auto", (None, None)), ("foreach", (True, None)),
                                              ("fused", (None, True)), ("single", (False, None))])
 def test_optimizers_use_the_chosen_implementation(make_cfg, impl, flags):
@@ -45,6 +46,7 @@ def test_plain_loop_uses_the_chosen_implementation(make_cfg, monkeypatch):
     assert [kwargs.get("fused") for kwargs in built] == [True, True]
 
 
+@pytest.mark.slow
 def test_fused_adam_trains(make_cfg, tmp_path):
     cfg = make_cfg("model.adam_impl=fused", "kimg=0.064", "callbacks.samples=null",
                    "metric=none")

@@ -154,6 +154,7 @@ def test_r1_differentiates_the_reals_the_training_step_chose(make_cfg, monkeypat
     assert (in_batch, augmented) == ((True, False) if r1_wrt == "reals" else (False, True))
 
 
+@pytest.mark.slow
 def test_p_is_saved_and_restored_exactly_on_resume(make_cfg):
     # 5 iterations of interval 3: one adjustment of p, then 2 steps pending in the sums
     args = ("model/augment=ada", "model.augment.speed_kimg=0.1", "model.augment.interval=3",
@@ -220,6 +221,7 @@ def test_bad_input_names_the_value_and_the_fix(build_it, names):
         assert name in str(error.value)
 
 
+@pytest.mark.slow
 def test_bad_input_from_the_command_line_fails_before_training(make_cfg):
     with pytest.raises(ConfigError, match="Wasserstein"):  # PGGAN's default loss is WGAN-GP
         build(make_cfg("model=pggan", "model/augment=ada", name="wgan"))
@@ -254,6 +256,7 @@ PG = ["model=pggan", "loss=nonsaturating", "model.generator.z_dim=16",
 MODELS = {"dcgan": ["model=dcgan"], "sagan": ["model=sagan"], "pggan": PG}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("mode", ["diffaug", "ada"])
 def test_tiny_run_with_each_mode_and_model(make_cfg, tmp_path, model, mode):

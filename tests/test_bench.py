@@ -14,6 +14,7 @@ TINY = ["--quick", "--resolution", "16", "--batch", "8", "--steps", "2", "--skip
         "--skip", "fid", "--"]
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     main(["--model", "dcgan", "--json", str(path), *TINY,
@@ -29,6 +30,7 @@ def test_quick_bench_writes_json(tmp_path, capsys):
     assert "ganlab img/s" in capsys.readouterr().out  # the printed table
 
 
+@pytest.mark.slow
 def test_training_step_has_no_host_sync_outside_logging_steps(tmp_path):
     """PGGAN mid-fade with WGAN-GP (penalty, callback, fading reals): the profiled steps, none
     of them a logging step, call no `.item()` / `bool(tensor)` / nonzero."""
@@ -49,6 +51,7 @@ def test_time_evaluation_scores_a_cache_miss_then_a_hit():
     assert result["fid_hit"] == pytest.approx(result["fid_miss"], rel=1e-6)  # same fakes
 
 
+@pytest.mark.slow
 def test_overhead_case_keeps_the_default_callbacks(tmp_path):
     """--overhead: DCGAN 16 px with the progress bar and logging on; ms per step reported."""
     path = tmp_path / "bench.json"
@@ -76,6 +79,7 @@ def test_flops_count_a_whole_n_critic_cycle(tmp_path):
     assert flops[1] > flops[2] > 0.55 * flops[1]
 
 
+@pytest.mark.slow
 def test_end_to_end_quick_runs_a_real_ganlab_run(tmp_path):
     path = tmp_path / "e2e.json"
     main(["--end-to-end", "--quick", "--json", str(path)])

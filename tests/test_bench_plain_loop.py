@@ -56,6 +56,7 @@ class Record(pl.Callback):
             trainer.should_stop = True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_plain_loop_matches_the_training_step(make_cfg, case):
     cfg = make_cfg(*TINY_NETS, *CASES[case])

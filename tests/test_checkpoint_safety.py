@@ -91,12 +91,14 @@ def eval_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
     return cfg
 
 
+@pytest.mark.slow
 def test_the_genuine_checkpoint_loads_as_data(trained):
     assert load_checkpoint(trained)["ganlab"]["nimg"] > 0
     generator, config = load_generator(trained)
     assert config["model"]["generator"]["_target_"].startswith("ganlab.")
 
 
+@pytest.mark.slow
 def test_a_pickled_object_runs_under_no_load(trained, tmp_path, make_cfg, capsys):
     evil, marker = plant_object(trained, tmp_path)
     with pytest.raises(ConfigError, match="last.ckpt.*(not plain data|weights_only)"):
@@ -125,6 +127,7 @@ def test_a_pickled_object_runs_under_no_load(trained, tmp_path, make_cfg, capsys
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["generator", "data"])
 def test_a_stored_target_outside_ganlab_is_refused(trained, tmp_path, where, capsys):
     evil, marker = plant_target(trained, tmp_path, where)
@@ -157,6 +160,7 @@ class UserGenerator(Generator):
     """Stands for a generator class in the user's own package."""
 
 
+@pytest.mark.slow
 def test_resume_on_the_command_line_refuses_with_exit_status_2(trained, tmp_path):
     evil, marker = plant_object(trained, tmp_path)
     command = [sys.executable, "-m", "ganlab.run", *TINY, f"ckpt_path={evil}",

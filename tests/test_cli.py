@@ -16,6 +16,7 @@ from ganlab.utils import ConfigError
 from tests.conftest import compose_config, read_metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -38,6 +39,7 @@ def test_unknown_group_option_names_the_choices(tmp_path, override):
         compose_config([override], tmp_path)
 
 
+@pytest.mark.slow
 def test_missing_and_foreign_checkpoints_are_rejected(make_cfg, tmp_path):
     _, model, _ = build(make_cfg())
     with pytest.raises(ConfigError, match="does not exist"):
@@ -61,6 +63,7 @@ def test_optimized_metric_is_looked_up_by_name_with_a_clear_error():
         metric_value(metrics, "val/kid_mean")
 
 
+@pytest.mark.slow
 def test_optimized_metric_defaults_follow_the_metric(tmp_path):
     assert compose_config(["metric=fid"], tmp_path).optimized_metric == "val/fid_best"
     assert compose_config(["metric=none"], tmp_path).optimized_metric is None
@@ -68,6 +71,7 @@ def test_optimized_metric_defaults_follow_the_metric(tmp_path):
     assert sweep.optimized_metric == "val/fid_best"
 
 
+@pytest.mark.slow
 def test_train_returns_any_logged_metric_by_name(make_cfg, tmp_path):
     cfg = make_cfg("kimg=0.032", "optimized_metric=train/d_loss")
     value = train(cfg)
@@ -76,6 +80,7 @@ def test_train_returns_any_logged_metric_by_name(make_cfg, tmp_path):
         train(make_cfg("kimg=0.032", "optimized_metric=val/fid_best", name="missing"))
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_the_message_before_training(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "ganlab.run", "data.resolution=24", f"hydra.run.dir={tmp_path}"],
@@ -86,6 +91,7 @@ def test_cli_exits_2_with_the_message_before_training(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_cfg_job_prints_the_resolved_config():
     result = subprocess.run(
         [sys.executable, "-m", "ganlab.run", "--cfg", "job", "model.lr_g=0.001"],
@@ -101,6 +107,7 @@ def checkpoint(make_cfg, tmp_path) -> Path:
     return tmp_path / "run" / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_generate_writes_pngs_and_grids(checkpoint, tmp_path):
     assert generate_main([str(checkpoint), "--num", "5", "--out", str(tmp_path / "fakes")]) == 0
     files = sorted((tmp_path / "fakes").glob("*.png"))
@@ -111,6 +118,7 @@ def test_generate_writes_pngs_and_grids(checkpoint, tmp_path):
     assert Image.open(grid).size == (2 * 17 + 1, 2 * 17 + 1)  # 2x2 with 1 px padding
 
 
+@pytest.mark.slow
 def test_generate_is_deterministic_per_seed(checkpoint, tmp_path):
     for name in ("a", "b"):
         generate_main([str(checkpoint), "--num", "2", "--seed", "3", "--out", str(tmp_path / name)])

@@ -197,6 +197,7 @@ def celeba_module(root: Path, tmp_path: Path, **kwargs) -> CelebADataModule:
     return CelebADataModule(root=str(root), **(options | kwargs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["torchvision", "kaggle"])
 def test_celeba_attributes_multi_hot_in_both_layouts(tmp_path, layout):
     root = write_celeba(tmp_path / "celeba_root", layout)

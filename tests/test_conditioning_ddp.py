@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -40,6 +41,7 @@ class LabelShardCheck(pl.Callback):
             self.path.write_text(json.dumps(gathered.tolist()))
 
 
+@pytest.mark.slow
 def test_ddp_shards_labels_with_their_images(tmp_path):
     run = tmp_path / "run"
     command = [

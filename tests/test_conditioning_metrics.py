@@ -42,6 +42,7 @@ def pool_sampler(images, kinds, wrong: bool = False):
     return sample
 
 
+@pytest.mark.slow
 def test_a_generator_that_draws_the_asked_class_scores_like_the_reals(shapes_by_class):
     images, kinds = shapes_by_class
     classifier = ShapesKindClassifier()
@@ -76,6 +77,7 @@ def test_scripted_classifier(tmp_path):
         ScriptedClassifier(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_metric_shapes_logs_conditioning_scores_in_a_conditional_run(make_cfg):
     _, cfg = train(make_cfg, "model=dcgan", "data.labels=class", "metric=shapes", "kimg=0.064",
                    "metric.every_kimg=null", "metric.num_real=64", "metric.cond_per_class=16",
@@ -87,6 +89,7 @@ def test_metric_shapes_logs_conditioning_scores_in_a_conditional_run(make_cfg):
     assert 0 <= metrics["val/cond_acc"][-1] <= 1
 
 
+@pytest.mark.slow
 def test_offline_scoring_of_a_conditional_checkpoint(make_cfg):
     from ganlab.training.checkpoints import load_generator
     from ganlab.training.scoring import build_evaluator, data_config, reference_data, score

@@ -41,6 +41,7 @@ def train(make_cfg, *overrides: str, name: str = "run"):
     return model, cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(UNCONDITIONAL))
 def test_unconditional_runs_are_bit_identical_to_before(make_cfg, model):
     threads = torch.get_num_threads()
@@ -108,6 +109,7 @@ def test_acgan_adds_the_classification_loss(make_cfg):
     assert "train/d_class" in metrics and all(v > 0 for v in metrics["train/d_class"])
 
 
+@pytest.mark.slow
 def test_exact_resume_with_labels(make_cfg):
     overrides = ["model=dcgan", "data.labels=class", "model.conditioning=projection",
                  "kimg=null", "data.num_images=64", "callbacks.samples=null",
@@ -125,6 +127,7 @@ def test_conditioning_without_labels_is_a_config_error(make_cfg):
         build(make_cfg("model=dcgan", "data.labels=class", "model.conditioning=cgan"))
 
 
+@pytest.mark.slow
 def test_celeba_attributes_and_folder_classes_train(make_cfg, tmp_path):
     from tests.data_makers import write_celeba
     from tests.test_conditioning_data import write_attributes, write_classes

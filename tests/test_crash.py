@@ -17,6 +17,7 @@ import signal
 import stat
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -89,6 +90,7 @@ def run_child(cfg, fsync_number: int | None = None, kill_after: float | None = N
     return process.exitcode, stale.value
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint_that_resumes(make_cfg):
     rng = random.Random(0)
     overrides = ["kimg=1000", "callbacks.checkpoint.every_kimg=0.016",  # save every iteration

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from ganlab.data.bench import loader_benchmark, main
 
 
+@pytest.mark.slow
 def test_loader_benchmark_returns_the_figures(tmp_path):
     result = loader_benchmark(resolution=16, num_images=24, batch_size=8, decode_workers=0,
                               seconds=0.05)
@@ -14,6 +17,7 @@ def test_loader_benchmark_returns_the_figures(tmp_path):
     assert isinstance(result["target_met"], bool)
 
 
+@pytest.mark.slow
 def test_cli_prints_and_writes_json(tmp_path, capsys):
     out = tmp_path / "loader.json"
     main(["--resolution", "8", "--num-images", "16", "--batch-size", "8", "--decode-workers", "0",

@@ -72,6 +72,7 @@ def test_too_many_bad_files_stop_with_an_error_naming_them(folder, tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp*"))
 
 
+@pytest.mark.slow
 def test_cache_is_reused_and_rebuilt_after_damage(tmp_path, caplog):
     root = tmp_path / "images"
     root.mkdir()
@@ -189,6 +190,7 @@ def test_exif_orientation_is_applied():
     assert out[:, 0].mean() < 30 and out[:, -1].mean() > 225  # displayed: top black, bottom white
 
 
+@pytest.mark.slow
 def test_decode_workers_restore_default_signal_handlers(folder, tmp_path):
     # Lightning leaves a SIGTERM handler that does not exit; forked decode workers inherit it,
     # and Pool.terminate() (SIGTERM) hung on such a worker. Workers reset the handlers first.

@@ -18,6 +18,7 @@ def datamodule(root, tmp_path, **kwargs):
     return CelebADataModule(root=str(root), **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["torchvision", "kaggle"])
 def test_partition_file_gives_the_official_splits(tmp_path, layout):
     root = write_celeba(tmp_path / "data", layout)
@@ -113,6 +114,7 @@ def test_bad_values_are_config_errors(tmp_path):
             datamodule(root, tmp_path, **kwargs)
 
 
+@pytest.mark.slow
 def test_trains_a_few_steps_from_the_command_line_config(make_cfg, tmp_path):
     root = write_celeba(tmp_path / "data", "kaggle")
     cfg = make_cfg("data=celeba", f"data.root={root}", "data.cache_workers=0", "kimg=null",
@@ -123,6 +125,7 @@ def test_trains_a_few_steps_from_the_command_line_config(make_cfg, tmp_path):
     assert len(list((tmp_path / "cache" / "data").glob("celeba_train_crop178_16px_*.u8"))) == 1
 
 
+@pytest.mark.slow
 def test_bad_root_fails_in_build_before_training(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match="data=celeba: data.root=.*does not exist"):
         build(make_cfg("data=celeba", f"data.root={tmp_path}/missing"))

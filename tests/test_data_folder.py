@@ -79,6 +79,7 @@ def test_uncached_decode_path_serves_the_same_shapes(folder, tmp_path):
     assert not list((tmp_path / "cache").glob("*"))
 
 
+@pytest.mark.slow
 def test_trains_a_few_steps_from_the_command_line_config(make_cfg, folder, tmp_path):
     root, _ = folder
     cfg = make_cfg("data=folder", f"data.root={root}", "data.cache_workers=0",
@@ -88,6 +89,7 @@ def test_trains_a_few_steps_from_the_command_line_config(make_cfg, folder, tmp_p
     assert max(read_metrics(tmp_path / "run")["train/kimg"]) == pytest.approx(0.016)
 
 
+@pytest.mark.slow
 def test_too_many_bad_files_fail_before_training(make_cfg, folder):
     root, _ = folder
     datamodule_, model, trainer = build(make_cfg("data=folder", f"data.root={root}",

@@ -107,6 +107,7 @@ def test_unopenable_lmdb_and_missing_package_are_config_errors(tmp_path, monkeyp
         datamodule(broken, tmp_path)
 
 
+@pytest.mark.slow
 def test_trains_a_few_steps_from_the_command_line_config(make_cfg, lsun_root, tmp_path):
     cfg = make_cfg("data=lsun_church", f"data.root={lsun_root}", "data.cache_workers=0",
                    "data.batch_size=8", "kimg=null", "trainer.max_steps=4")

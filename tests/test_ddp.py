@@ -49,6 +49,7 @@ class ReplicaCheck(pl.Callback):
             self.path.write_text(json.dumps(gathered.tolist()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", PRESENT)
 def test_ddp_cpu_two_processes(model, tmp_path):
     run = tmp_path / "run"

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -65,6 +66,7 @@ def wait_for_marker(process: subprocess.Popen, timeout: float) -> str:
     raise AssertionError("no marker line:\n" + "".join(output)[-3000:])
 
 
+@pytest.mark.slow
 def test_sigterm_to_rank0_stops_every_rank_at_one_iteration_and_resumes(tmp_path):
     run = tmp_path / "run"
     process = subprocess.Popen(command(run, tmp_path, "kimg=100"), cwd=ROOT, text=True,

@@ -67,6 +67,7 @@ def check_stopped_cleanly(error: BaseException, run: Path, nimg_before: int | No
     assert not list(last.parent.glob("*.tmp")), "the partial file was removed"
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_save_stops_with_one_line(make_cfg, small_disk):
     cfg = make_cfg(*QUIET, name="run")
     with open_dict(cfg):
@@ -79,6 +80,7 @@ def test_a_full_disk_during_a_checkpoint_save_stops_with_one_line(make_cfg, smal
     check_stopped_cleanly(caught.value, small_disk / "run", 64)
 
 
+@pytest.mark.slow
 def test_a_failing_writer_stops_the_run_and_keeps_the_last_checkpoint(make_cfg, monkeypatch):
     """The same through the IO layer: the second save writes half a file, then ENOSPC."""
     from lightning_fabric.plugins.io import torch_io as torch_plugin
@@ -99,6 +101,7 @@ def test_a_failing_writer_stops_the_run_and_keeps_the_last_checkpoint(make_cfg, 
     check_stopped_cleanly(caught.value, Path(cfg.paths.output_dir), 64)
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_folder_is_refused_before_training(make_cfg, tmp_path):
     readonly = tmp_path / "readonly"
     readonly.mkdir()

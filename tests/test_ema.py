@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -63,6 +64,7 @@ def test_recalibration_over_batches_is_the_average_of_batch_statistics():
     assert not recalibrate_batchnorm(nn.Linear(4, 4), latents, num_latents=8)  # no batch norm
 
 
+@pytest.mark.slow
 def test_ema_generator_recalibrates_after_updates_and_checkpoints_hold_it(make_cfg):
     _, model, _ = build(make_cfg("model=dcgan", "model.ema_bn_latents=64"))
     with torch.no_grad():
@@ -84,6 +86,7 @@ def test_ema_generator_recalibrates_after_updates_and_checkpoints_hold_it(make_c
     assert changed > 0  # the EMA's own statistics differ from the raw G's
 
 
+@pytest.mark.slow
 def test_ema_bn_latents_zero_copies_the_raw_statistics(make_cfg):
     _, model, _ = build(make_cfg("model=dcgan", "model.ema_bn_latents=0"))
     model.update_ema(images=100)
@@ -93,6 +96,7 @@ def test_ema_bn_latents_zero_copies_the_raw_statistics(make_cfg):
         torch.testing.assert_close(dict(model.generator_ema.named_buffers())[name], buffer)
 
 
+@pytest.mark.slow
 def test_ema_per_step_is_a_fixed_decay_per_g_step(make_cfg):
     _, model, _ = build(make_cfg("model.ema_per_step=0.9", "model.ema_kimg=0.001"))
     before = [p.clone() for p in model.generator_ema.parameters()]

@@ -62,6 +62,7 @@ def run_dir(trained: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_scores_a_checkpoint_with_fid(tmp_path, run_dir, inception_weights, capsys):  # noqa: F811
     cfg = eval_cfg(
         tmp_path,
@@ -84,6 +85,7 @@ def test_scores_a_checkpoint_with_fid(tmp_path, run_dir, inception_weights, caps
     assert header.startswith("| job | kimg | fid |")
 
 
+@pytest.mark.slow
 def test_raw_and_ema_generators_and_the_train_split_differ(tmp_path, run_dir):
     base = [f"ckpt_path={run_dir}", TINY_FEATURES, "metric.num_real=32", "metric.num_fake=32"]
     ema = ev.evaluate(eval_cfg(tmp_path, *base))[0]
@@ -96,6 +98,7 @@ def test_raw_and_ema_generators_and_the_train_split_differ(tmp_path, run_dir):
     assert len(caches) == 2  # val and train statistics never share an entry
 
 
+@pytest.mark.slow
 def test_a_sweep_dir_gives_one_row_per_job(tmp_path, make_cfg, capsys):
     sweep = tmp_path / "sweep"
     for job, seed in ((0, 0), (1, 1)):
@@ -120,12 +123,14 @@ def test_a_run_dir_prefers_best_ckpt(tmp_path, run_dir):
     assert target.checkpoint.name == "best.ckpt" and out == run_dir
 
 
+@pytest.mark.slow
 def test_data_overrides_reach_the_reference_data(tmp_path, run_dir):
     base = [f"ckpt_path={run_dir}", TINY_FEATURES, "metric.num_real=64"]
     (row,) = ev.evaluate(eval_cfg(tmp_path, *base, "data.num_val_images=8"))
     assert row["num_real"] == 8  # capped at the overridden split size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -152,6 +157,7 @@ def test_bad_input_is_a_config_error_before_scoring(
         ev.evaluate(eval_cfg(tmp_path, *overrides, *extractor))
 
 
+@pytest.mark.slow
 def test_scores_a_32px_checkpoint_with_the_shapes_metric(tmp_path, make_cfg):
     # no EMA ramp-up: after 2 iterations the EMA G is still near its start, unlike G
     run = train_tiny(make_cfg, "run32", "data.resolution=32", "data.num_images=64", "kimg=0.032",
@@ -166,6 +172,7 @@ def test_scores_a_32px_checkpoint_with_the_shapes_metric(tmp_path, make_cfg):
     assert saved["protocol"]["ema"] is False
 
 
+@pytest.mark.slow
 def test_the_shapes_metric_refuses_other_sides_and_other_data(tmp_path, run_dir, monkeypatch):
     monkeypatch.setattr(ev, "score", None)  # nothing may be scored
     with pytest.raises(ConfigError, match=r"makes 16 px images; .* takes 32 px.* metric=fid"):

@@ -81,6 +81,7 @@ def assert_same_state(resumed, straight) -> None:
                 assert torch.equal(value, state_b["state"][index][key]), (which, index, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "resume_at"), [
     pytest.param(DCGAN, [4, 5], id="dcgan"),  # an epoch's end; mid-epoch, between G steps
     pytest.param(SAGAN, [3], id="sagan"),
@@ -96,6 +97,7 @@ def test_resume_from_interval_checkpoints_equals_the_straight_run(make_cfg, over
         assert_same_state(resumed, straight)
 
 
+@pytest.mark.slow
 def test_resume_after_sigterm_and_after_a_shorter_run_equals_the_straight_run(make_cfg):
     straight, _ = fit(make_cfg, "straight", DCGAN, iterations=11)
     _, saves = fit(make_cfg, "signal", DCGAN, iterations=11, sigterm=6)  # stops after 6
@@ -107,6 +109,7 @@ def test_resume_after_sigterm_and_after_a_shorter_run_equals_the_straight_run(ma
     assert_same_state(resumed, straight)
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_rng_and_data_position(make_cfg):
     _, saves = fit(make_cfg, "run", DCGAN, iterations=5)
     checkpoint = torch.load(saves[5], map_location="cpu", weights_only=False)
@@ -148,6 +151,7 @@ def strip_resume_state(path: Path, tmp_path: Path, world_size: int | None = None
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world_size", [None, 2])
 def test_old_or_other_world_checkpoints_resume_and_say_they_are_not_exact(make_cfg, tmp_path,
                                                                           caplog, world_size):

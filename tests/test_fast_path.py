@@ -3,6 +3,7 @@ fade does not recompile per step), tf32."""
 
 import math
 
+import pytest
 import torch
 from hydra.utils import instantiate
 from torch._dynamo.testing import CompileCounter
@@ -17,6 +18,7 @@ PGGAN = ["model=pggan", "loss=lsgan", "model.start_resolution=8", "model.generat
          "callbacks.checkpoint=null", "metric=none"]
 
 
+@pytest.mark.slow
 def test_channels_last_trains_and_keeps_checkpoint_keys(make_cfg, tmp_path):
     cfg = make_cfg("model.channels_last=true", "kimg=0.064", "callbacks.samples=null",
                    "metric=none")
@@ -30,6 +32,7 @@ def test_channels_last_trains_and_keeps_checkpoint_keys(make_cfg, tmp_path):
     assert all(math.isfinite(v) for v in read_metrics(tmp_path / "run")["train/d_loss"])
 
 
+@pytest.mark.slow
 def test_compile_skips_d_under_double_backward(make_cfg):
     for loss, d_compiled in (("loss=hinge", True), ("loss=wgan_gp", False),
                              ("loss.r1_gamma=1", False)):
@@ -40,6 +43,7 @@ def test_compile_skips_d_under_double_backward(make_cfg):
         assert module.generator_ema._compiled_call_impl is None  # samples stay eager
 
 
+@pytest.mark.slow
 def test_pggan_fade_compiles_once_per_phase_not_per_step(make_cfg, tmp_path):
     """8 px stable -> fade into 16 px (alpha changes every step) -> 16 px stable: one graph per
     phase for G, two for D (its D-step and G-step calls), whatever the number of steps."""

@@ -74,6 +74,7 @@ def test_num_real_is_capped_at_the_split_and_num_fake_follows(tmp_path):
     assert (values["num_real"], values["num_fake"]) == (20, 20)
 
 
+@pytest.mark.slow
 def test_training_logs_val_fid_and_keeps_the_best_checkpoint(make_cfg, tmp_path):
     cfg = make_cfg(*TINY_FID, "metric.every_kimg=0.128", "metric.batch_size=32")
     best = train(cfg)
@@ -93,6 +94,7 @@ def test_training_logs_val_fid_and_keeps_the_best_checkpoint(make_cfg, tmp_path)
     assert len(list((Path(cfg.paths.cache_dir) / "fid").glob("*.npz"))) == 1
 
 
+@pytest.mark.slow
 def test_fakes_come_from_the_ema_generator_in_batches(make_cfg, tmp_path):
     _, model, _ = build(make_cfg(*TINY_FID))
     model.generator_ema.train()
@@ -106,6 +108,7 @@ def test_fakes_come_from_the_ema_generator_in_batches(make_cfg, tmp_path):
     assert model.generator_ema.training  # eval mode only while generating
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -132,6 +135,7 @@ def test_a_cache_entry_is_a_statistics_file_for_the_fid_command(tmp_path):
     assert abs(metrics.compute()["fid"]) < 1e-9 * float(stats.sigma.trace())  # same images
 
 
+@pytest.mark.slow
 def test_resume_restores_the_best_fid(make_cfg):
     cfg = make_cfg(*TINY_FID, "metric.every_kimg=0.064", "kimg=0.128")
     best = train(cfg)

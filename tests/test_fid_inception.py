@@ -23,6 +23,7 @@ def cli_fid(capsys, *args: str) -> float:
     return float(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_fid_command_matches_torch_fidelity(tmp_path, capsys, inception_weights):  # noqa: F811
     shapes = render_shapes(6, 16, seed=1)
     noisy = np.clip(
@@ -48,6 +49,7 @@ def test_fid_command_matches_torch_fidelity(tmp_path, capsys, inception_weights)
     assert abs(ours - theirs) / theirs < 1e-3
 
 
+@pytest.mark.slow
 def test_run_with_weights_path_logs_val_fid_kid_and_is(make_cfg, inception_weights):  # noqa: F811
     cfg = make_cfg(
         "metric=fid",

@@ -39,12 +39,14 @@ def offline(monkeypatch, tmp_path) -> Path:
     return torch_home / "hub" / "checkpoints"
 
 
+@pytest.mark.slow
 def test_fid_is_the_default_metric(tmp_path):
     cfg = compose_config(["debug=tiny"], tmp_path / "run")
     assert cfg.metric._target_ == "ganlab.metrics.evaluator.FIDEvaluator"
     assert cfg.metric.download is False and cfg.metric.required is False
 
 
+@pytest.mark.slow
 def test_run_without_weights_warns_once_trains_and_never_touches_the_network(
     make_cfg, offline, caplog
 ):
@@ -62,11 +64,13 @@ def test_run_without_weights_warns_once_trains_and_never_touches_the_network(
     assert "val/fid" not in read_metrics(run) and "train/d_loss" in read_metrics(run)
 
 
+@pytest.mark.slow
 def test_required_without_weights_stops_before_training(make_cfg, offline):
     with pytest.raises(ConfigError, match=f"{WEIGHTS_FILE} is not in {offline}.*metric=none"):
         build(make_cfg("metric=fid", "metric.required=true"))
 
 
+@pytest.mark.slow
 def test_bad_weights_path_is_reported(tmp_path, offline):
     missing = tmp_path / "nowhere.pth"
     with pytest.raises(ConfigError, match=f"the weights file {missing} does not exist"):
@@ -81,6 +85,7 @@ def test_bad_weights_path_is_reported(tmp_path, offline):
         FIDEvaluator(weights_path=str(wrong_keys), required=True)
 
 
+@pytest.mark.slow
 def test_weights_in_the_torch_hub_cache_are_used(offline, inception_weights):  # noqa: F811
     offline.mkdir(parents=True)
     (offline / WEIGHTS_FILE).symlink_to(inception_weights)
@@ -89,6 +94,7 @@ def test_weights_in_the_torch_hub_cache_are_used(offline, inception_weights):  #
     assert evaluator.extractor_id["weights"] == file_digest(inception_weights)
 
 
+@pytest.mark.slow
 def test_download_is_opt_in_bounded_and_lands_in_the_hub_cache(
     offline,
     monkeypatch,

@@ -50,6 +50,7 @@ def test_tags_reach_the_run_dir_and_loggers(make_cfg, tmp_path):
     assert list(wandb.logger.wandb.tags) == ["a"]  # the wandb logger reads ${tags}
 
 
+@pytest.mark.slow
 def test_missing_tags_warn_only_when_asked(make_cfg, caplog):
     assert run_tags(make_cfg()) == ["debug"]
     with caplog.at_level(logging.WARNING):

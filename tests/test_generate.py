@@ -34,6 +34,7 @@ def run_dir(tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.mark.slow
 def test_truncation_at_psi_1_equals_no_truncation(run_dir):
     generator, _ = load_generator(run_dir / "checkpoints" / "last.ckpt")
     z = torch.randn(4, generator.z_dim)

@@ -16,6 +16,7 @@ from ganlab.utils import ConfigError
 PGGAN_TINY = ["model.start_resolution=8", "model.schedule.batch_size_dict=null"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     ["model=dcgan", "loss=wgan_gp"],
     ["model=pggan_thesis", "loss=wgan_gp_drift", *PGGAN_TINY],
@@ -28,6 +29,7 @@ def test_batchnorm_critic_with_gradient_penalty_is_refused_unless_allowed(make_c
     build(make_cfg(*overrides, "model.allow_batchnorm_with_penalty=true"))  # explicit: allowed
 
 
+@pytest.mark.slow
 def test_critic_without_batchnorm_or_loss_without_penalty_builds(make_cfg):
     build(make_cfg("model=dcgan", "loss=wgan_gp", "model.discriminator.batch_norm=false"))
     build(make_cfg("model=dcgan", "loss=lsgan"))  # batch norm without a penalty is fine

@@ -20,6 +20,7 @@ def test_glibc_accepts_the_thresholds() -> None:
     assert run.keep_freed_memory(True) is True
 
 
+@pytest.mark.slow
 def test_a_run_applies_the_config_switch(make_cfg, monkeypatch) -> None:
     seen = []
     monkeypatch.setattr(run, "keep_freed_memory", seen.append)

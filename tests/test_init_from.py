@@ -29,6 +29,7 @@ def networks(module) -> dict[str, torch.Tensor]:
             if k.startswith(("generator.", "discriminator.", "generator_ema."))}
 
 
+@pytest.mark.slow
 def test_weights_loaded_counters_and_optimizers_fresh(make_cfg, source):
     saved = load_checkpoint(f"{source}/checkpoints/last.ckpt")
     cfg = make_cfg("model=dcgan", *SHORT, f"init_from={source}", "seed=3", name="new")
@@ -44,6 +45,7 @@ def test_weights_loaded_counters_and_optimizers_fresh(make_cfg, source):
     assert int(adam[0]["step"]) == 2  # Adam's moments started fresh: 2 G steps
 
 
+@pytest.mark.slow
 def test_other_shapes_are_reinitialised_and_listed(make_cfg, source):
     cfg = make_cfg("model=dcgan", *SHORT, "data.labels=class", "model.conditioning=concat",
                    name="conditional")
@@ -60,6 +62,7 @@ def test_other_shapes_are_reinitialised_and_listed(make_cfg, source):
                        saved["discriminator.net.2.weight"])
 
 
+@pytest.mark.slow
 def test_another_architecture_or_with_ckpt_path_is_a_config_error(make_cfg, source, tmp_path):
     _, module, _ = build(make_cfg("model=sagan", *SHORT, name="sagan"))
     with pytest.raises(ConfigError, match="do not fit"):

@@ -18,6 +18,7 @@ def shapes(seed: int, upright: bool = False) -> torch.Tensor:
     return images.clamp(0, 255).to(torch.uint8)
 
 
+@pytest.mark.slow
 def test_a_second_real_set_does_not_leak():
     for upright in (False, True):
         scores = leak_scores(shapes(1, upright), shapes(0, upright))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 
 from ganlab import lightning_api
@@ -31,6 +32,7 @@ def test_no_other_module_reads_private_trainer_attributes() -> None:
     assert not offenders, f"private Lightning API outside ganlab/lightning_api.py: {offenders}"
 
 
+@pytest.mark.slow
 def test_attached_trainer_and_resume_starts_new_epoch_read_lightning_state(make_cfg):
     from ganlab.lightning_api import attached_trainer, resume_starts_new_epoch
     from ganlab.training.fit import build
@@ -78,6 +80,7 @@ def test_fast_logging_skips_the_copy_only_when_nothing_moves(monkeypatch) -> Non
     assert calls
 
 
+@pytest.mark.slow
 def test_callback_hooks_reach_only_the_callbacks_that_implement_them(make_cfg, monkeypatch) -> None:
     """After fit, per-step hooks went to the callbacks that define them (in list order, in the
     profiler's contexts) and never to a callback that leaves them as Callback's no-op."""

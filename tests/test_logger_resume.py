@@ -28,6 +28,7 @@ def tensorboard_steps(run: Path) -> list[list[int]]:
              if e.summary.value and e.summary.value[0].tag == "train/kimg"] for f in files]
 
 
+@pytest.mark.slow
 def test_resume_continues_csv_tensorboard_and_wandb_in_the_run_folder(make_cfg, tmp_path):
     loggers = "logger=many"
     first = make_cfg(loggers, "kimg=0.064", *STEPS, name="run")

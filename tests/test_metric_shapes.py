@@ -15,6 +15,7 @@ from tests.conftest import read_metrics
 from tests.fid_helpers import write_pngs
 
 
+@pytest.mark.slow
 def test_training_with_metric_shapes_logs_fd_shapes_and_keeps_the_best(make_cfg):
     cfg = make_cfg("metric=shapes", "metric.every_kimg=0.256", "metric.batch_size=32")
     best = train(cfg)
@@ -31,6 +32,7 @@ def test_training_with_metric_shapes_logs_fd_shapes_and_keeps_the_best(make_cfg)
     assert len(list((Path(cfg.paths.cache_dir) / "fd_shapes").glob("shapes_*.npz"))) == 1
 
 
+@pytest.mark.slow
 def test_metric_shapes_refuses_other_data_before_training(make_cfg, tmp_path):
     root = write_pngs(tmp_path / "images", render_shapes(8, 16, seed=0))
     cfg = make_cfg("metric=shapes", "data=folder", f"data.root={root}", "data.resolution=16")
@@ -38,11 +40,13 @@ def test_metric_shapes_refuses_other_data_before_training(make_cfg, tmp_path):
         build(cfg)
 
 
+@pytest.mark.slow
 def test_an_unknown_extractor_name_is_a_config_error(make_cfg):
     with pytest.raises(ConfigError, match=re.escape("metric.feature_extractor='inceptoin'")):
         build(make_cfg("metric=shapes", "metric.feature_extractor=inceptoin"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["", "val/fid", 3])
 def test_a_bad_metric_name_is_a_config_error(make_cfg, name):
     with pytest.raises(ConfigError, match="metric.name="):

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from ganlab.training.fit import build
 
 
+@pytest.mark.slow
 def test_ema_update_is_a_half_life_lerp(make_cfg):
     _, model, _ = build(make_cfg("model.ema_kimg=0.1", "model.ema_rampup=null"))
     ema_before = copy.deepcopy(model.generator_ema.state_dict())
@@ -23,6 +24,7 @@ def test_ema_update_is_a_half_life_lerp(make_cfg):
         torch.testing.assert_close(dict(model.generator_ema.named_buffers())[name], buffer)
 
 
+@pytest.mark.slow
 def test_ema_rampup_shortens_the_half_life_early(make_cfg):
     _, model, _ = build(make_cfg("model.ema_kimg=10", "model.ema_rampup=0.5"))
     model.nimg = 200  # half-life min(10000, 100) = 100 images
@@ -35,6 +37,7 @@ def test_ema_rampup_shortens_the_half_life_early(make_cfg):
         torch.testing.assert_close(e, 0.5 * b + 0.5 * p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_critic", [1, 3])
 def test_nimg_counts_reals_and_g_runs_once_per_iteration(make_cfg, n_critic):
     cfg = make_cfg(f"model.n_critic={n_critic}", "kimg=null", "trainer.max_steps=-1",
@@ -58,6 +61,7 @@ def test_loss_config_swaps_the_loss_object(make_cfg):
     assert type(loss).__name__ == "Wasserstein" and loss.gp_weight == 10.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_critic", [1, 3])
 def test_ema_half_life_counts_every_real_image_since_the_last_update(make_cfg, n_critic):
     """G held at 1, EMA from 0: after ema_kimg of real images the EMA is at 0.5, whatever
@@ -86,6 +90,7 @@ def test_ema_half_life_counts_every_real_image_since_the_last_update(make_cfg, n
         torch.testing.assert_close(p, torch.full_like(p, 0.5))
 
 
+@pytest.mark.slow
 def test_ema_beta_formula_and_images_since_the_update_in_checkpoints(make_cfg):
     from ganlab.models.base import ema_beta
 
@@ -106,6 +111,7 @@ def count_calls(module, counts, key):
     module.register_forward_hook(lambda *_: counts.__setitem__(key, counts[key] + 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("interval", "r1_steps"), [(1, 0), (4, 2)])
 def test_lazy_r1_is_a_phase_every_interval_with_mb_ratio(make_cfg, interval, r1_steps):
     """R1 every `loss.r1_interval` iterations as its own D step (interval 1: inside every D step);
@@ -129,6 +135,7 @@ def test_lazy_r1_is_a_phase_every_interval_with_mb_ratio(make_cfg, interval, r1_
     assert group["betas"] == pytest.approx([b**ratio for b in cfg.model.betas])
 
 
+@pytest.mark.slow
 def test_wgan_gp_penalty_stays_in_every_d_step(make_cfg):
     cfg = make_cfg("loss=wgan_gp", "model.discriminator.batch_norm=false", "model.n_critic=2",
                    "kimg=null", "trainer.max_steps=-1", "+trainer.limit_train_batches=4",
@@ -141,6 +148,7 @@ def test_wgan_gp_penalty_stays_in_every_d_step(make_cfg):
     assert ["g_loss" in keys for keys in logged] == [False, True, False, True]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regenerate", [False, True])
 def test_regenerate_fakes_draws_fresh_latents_for_the_g_step(make_cfg, regenerate):
     cfg = make_cfg(f"model.regenerate_fakes={regenerate}", "model.n_critic=2", "kimg=null",

@@ -188,6 +188,7 @@ def test_schedule_boundaries_and_per_resolution_overrides():
 
 
 # --------------------------------------------------------------------------- bad input
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -219,6 +220,7 @@ def test_a_side_without_width_is_named():
         Generator(resolution=16, widths={4: 8, 8: 8})
 
 
+@pytest.mark.slow
 def test_warns_when_the_run_ends_before_growth_does(make_cfg, caplog):
     """The run length comes from the config (`model.total_kimg: ${kimg}`), not from callbacks."""
     short = [*PG, "model.schedule.stabilize_kimg=0.016", "model.schedule.fade_kimg=0.032"]
@@ -233,6 +235,7 @@ def test_warns_when_the_run_ends_before_growth_does(make_cfg, caplog):
     assert "stops at" not in caplog.text
 
 
+@pytest.mark.slow
 def test_ema_half_life_bounded_by_a_fraction_of_the_phase(make_cfg):
     short = [*PG, "model.schedule.stabilize_kimg=0.016", "model.schedule.fade_kimg=0.032",
              "model.ema_kimg=10"]

@@ -48,6 +48,7 @@ def fit(cfg, ckpt_path=None):
     return model, recorder.rows, Path(cfg.paths.output_dir)
 
 
+@pytest.mark.slow
 def test_grows_4_8_16_on_shapes_with_logs_grids_and_overrides(make_cfg):
     cfg = make_cfg(*PG, "kimg=0.128", "model.schedule.lr_g_dict={16:5e-4}",
                    "model.schedule.batch_size_dict={16:4}")
@@ -80,6 +81,7 @@ def test_grows_4_8_16_on_shapes_with_logs_grids_and_overrides(make_cfg):
         assert image.size == (8 * 17 + 1, 8 * 17 + 1)
 
 
+@pytest.mark.slow
 def test_resume_mid_fade_continues_like_one_run(make_cfg):
     common = [*PG, "kimg=null", "model.schedule.lr_g_dict={8:5e-4}",
               "callbacks.checkpoint.every_kimg=0.04"]
@@ -100,6 +102,7 @@ def test_resume_mid_fade_continues_like_one_run(make_cfg):
     assert resumed.nimg == straight.nimg == 88
 
 
+@pytest.mark.slow
 def test_resume_with_another_resolution_or_width_is_refused(make_cfg, tmp_path):
     train(make_cfg(*PG, "kimg=null", "trainer.max_steps=2", name="source"))
     last = tmp_path / "source" / "checkpoints" / "last.ckpt"
@@ -134,6 +137,7 @@ def short_grown_run(make_cfg, follow):
     return datamodule, model, moved
 
 
+@pytest.mark.slow
 def test_ema_follows_growth_keeps_the_newest_block_trained(make_cfg):
     """A short grown run (4 -> 8 -> 16, 0.05 kimg phases, EMA half-life 0.05 kimg): with
     `ema_follows_growth` the EMA G's newest block holds G's trained weights from its fade (the

@@ -102,6 +102,7 @@ def test_bf16_autocast_losses_finite_float32_and_close(make_cfg, model):
             assert float(half[penalty]) != float(full[penalty]), f"{model} {loss_name}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_bf16_mixed_trains_every_model(make_cfg, tmp_path, model):
     extra = [*PGGAN_FADE, "loss=wgan_gp_drift"] if model == "model=pggan" else ["loss=wgan_gp"]

@@ -18,6 +18,7 @@ TINY_ROW = (
 )
 
 
+@pytest.mark.slow
 def test_the_runner_writes_the_table(tmp_path, capsys):
     args = [
         "--rows",
@@ -76,6 +77,7 @@ def test_rows_only_and_extra_overrides():
     assert parsed == {"a": ["model=sagan", "model.generator.attention=[8,16]"]}
 
 
+@pytest.mark.slow
 def test_every_preset_row_composes(tmp_path):
     for overrides in quality.preset_rows(quality.KIMG).values():
         cfg = quality.compose_config("train", [*quality.BASE, *overrides], tmp_path)

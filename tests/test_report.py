@@ -34,6 +34,7 @@ def pggan_like_rows():
     return rows
 
 
+@pytest.mark.slow
 def test_report_of_a_finished_run_writes_png_and_table(make_cfg, tmp_path, capsys):
     train(make_cfg("kimg=0.128", name="run"))
     assert report.main([str(tmp_path / "run")]) == 0
@@ -44,6 +45,7 @@ def test_report_of_a_finished_run_writes_png_and_table(make_cfg, tmp_path, capsy
     assert lines[header + 1].split() == ["run", "-", "-", "0.128", "-"]  # no FID; kimg
 
 
+@pytest.mark.slow
 def test_sweep_folder_overlays_jobs_and_table_has_best_fid(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     write_csv(sweep / "0" / "csv" / "metrics.csv", pggan_like_rows())

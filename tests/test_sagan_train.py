@@ -20,6 +20,7 @@ SHORT = ["model.generator.width=4", "model.discriminator.width=4",
          "callbacks.samples.every_kimg=0.032"]
 
 
+@pytest.mark.slow
 def test_sagan_config_has_the_paper_defaults(make_cfg):
     _, model, _ = build(make_cfg("model=sagan"))
     assert isinstance(model, SAGAN) and isinstance(model.loss, Hinge)
@@ -33,6 +34,7 @@ def test_sagan_config_has_the_paper_defaults(make_cfg):
     assert list(model64.generator.attention) == list(model64.discriminator.attention) == ["32"]
 
 
+@pytest.mark.slow
 def test_thesis_preset(make_cfg):
     _, model, _ = build(make_cfg("model=sagan_thesis"))
     assert isinstance(model, SAGAN) and type(model.loss) is NonSaturating
@@ -41,6 +43,7 @@ def test_thesis_preset(make_cfg):
     assert list(model.discriminator.attention) == ["16"]
 
 
+@pytest.mark.slow
 def test_every_switch_is_one_override(make_cfg):
     _, model, _ = build(make_cfg(
         "model=sagan", "model.generator.attention=[]", "model.discriminator.spectral_norm=false",
@@ -55,6 +58,7 @@ def test_every_switch_is_one_override(make_cfg):
     assert len(model.discriminator.minibatch) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("override", "message"), [
     ("model.generator.attention=[12]", r"model.generator.attention=\[12\] is not valid"),
     ("model.attention_query=[1.5,0.5]", r"model.attention_query=\[1.5, 0.5\] must be"),
@@ -64,6 +68,7 @@ def test_bad_sagan_options_are_config_errors(make_cfg, override, message):
         build(make_cfg("model=sagan", override))
 
 
+@pytest.mark.slow
 def test_ema_generator_averages_spectral_norm_weights_and_copies_u_v(make_cfg):
     _, model, _ = build(make_cfg("model=sagan", "model.ema_kimg=0.1", "model.ema_rampup=null"))
     ema, gen = model.generator_ema, model.generator
@@ -88,6 +93,7 @@ def test_ema_generator_averages_spectral_norm_weights_and_copies_u_v(make_cfg):
     assert torch.isfinite(model.sample()).all()
 
 
+@pytest.mark.slow
 def test_attention_image_has_no_side_effects(make_cfg):
     _, model, _ = build(make_cfg("model=sagan"))
     buffers = copy.deepcopy(dict(model.discriminator.named_buffers()))
@@ -103,6 +109,7 @@ def test_attention_image_has_no_side_effects(make_cfg):
     assert AttentionMaps().render(plain) is None
 
 
+@pytest.mark.slow
 def test_attention_images_take_their_folder_and_interval_from_the_config(make_cfg, tmp_path):
     _, model, _ = build(make_cfg("model=sagan", *SHORT))
     (maps,) = model.configure_callbacks()
@@ -129,6 +136,7 @@ def check_run(run: Path) -> dict[str, list[float]]:
     return columns
 
 
+@pytest.mark.slow
 def test_tiny_sagan_run_logs_gammas_and_writes_attention_images(make_cfg, tmp_path):
     cfg = make_cfg("model=sagan", "kimg=0.096", *SHORT)
     train(cfg)
@@ -141,11 +149,13 @@ def test_tiny_sagan_run_logs_gammas_and_writes_attention_images(make_cfg, tmp_pa
     assert any(k.endswith("parametrizations.weight.0._u") for k in saved["state_dict"])
 
 
+@pytest.mark.slow
 def test_tiny_thesis_preset_run(make_cfg, tmp_path):
     train(make_cfg("model=sagan_thesis", "kimg=0.064", *SHORT))
     check_run(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_tiny_wgan_gp_run_differentiates_through_attention_and_spectral_norm(make_cfg, tmp_path):
     cfg = make_cfg("model=sagan", "loss=wgan_gp", "model.n_critic=5", "kimg=0.08", *SHORT)
     _, model, _ = build(cfg)

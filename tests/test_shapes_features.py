@@ -59,6 +59,7 @@ def noisy(images: torch.Tensor, std: float) -> torch.Tensor:
     return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
 
 
+@pytest.mark.slow
 def test_features_are_128_dims_at_any_side(extractor, split):
     for side in (8, 16, 32, 64):
         images = torch.from_numpy(render_shapes(4, side, seed=5))
@@ -67,6 +68,7 @@ def test_features_are_128_dims_at_any_side(extractor, split):
     assert NUM_FEATURES >= 64
 
 
+@pytest.mark.slow
 def test_fd_grows_with_blur_and_noise_above_the_real_floor(extractor, split, train_features):
     val = split[1]
     floor = fd(train_features, extractor(val))
@@ -78,6 +80,7 @@ def test_fd_grows_with_blur_and_noise_above_the_real_floor(extractor, split, tra
     assert blurred[2] > 5 * floor and noised[2] > 5 * floor
 
 
+@pytest.mark.slow
 def test_a_64px_render_resized_to_32px_sits_at_the_floor(extractor, split, train_features):
     """Area resizing is the renderer's box filter: 64 px shapes scored at 32 px look real."""
     floor = fd(train_features, extractor(split[1]))
@@ -86,6 +89,7 @@ def test_a_64px_render_resized_to_32px_sits_at_the_floor(extractor, split, train
     assert resized < fd(train_features, extractor(blur(split[1], 0.5)))
 
 
+@pytest.mark.slow
 def test_mode_collapse_is_far_and_loses_recall(extractor, split, train_features):
     images, labels = render_shapes(4000, 32, seed=7, return_labels=True)
     discs = (labels["kind"][:, 0] == 0) & (labels["num_shapes"] == 1)
@@ -131,6 +135,7 @@ def test_the_shipped_weights_match_their_hash():
     load_net()  # raises if the committed file and WEIGHTS_SHA256 disagree
 
 
+@pytest.mark.slow
 def test_training_is_deterministic():
     from ganlab.metrics.shapes_features import train_net
 

@@ -9,6 +9,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import open_dict
@@ -44,6 +45,7 @@ class SignalMidStep(pl.Callback):
                                       for k, v in pl_module.generator.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_requeue_signal_saves_between_iterations_and_requeues(make_cfg, tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

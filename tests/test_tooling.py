@@ -25,6 +25,7 @@ ROOT = CONF_DIR.parent
 
 
 # ----------------------------------------------------------------------------- multirun
+@pytest.mark.slow
 def test_multirun_continues_past_a_failed_job_and_reports_it(tmp_path):
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "ganlab.run", "-m", *TINY, "kimg=0.064",
@@ -48,6 +49,7 @@ def multirun_cfg(tmp_path: Path, *overrides: str):
                            "hydra.job.num=3", *overrides], tmp_path / "sw42" / "3")
 
 
+@pytest.mark.slow
 def test_multirun_with_ddp_is_refused_with_what_to_do_instead(tmp_path):
     cfg = multirun_cfg(tmp_path, "trainer=ddp_cpu", "trainer.devices=2")
     _, _, trainer = build(cfg)
@@ -109,6 +111,7 @@ def read_wandb_records(run_dir: Path) -> list:
     return records
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HOME", str(tmp_path))  # no .netrc: nothing to log in with
@@ -154,6 +157,7 @@ def test_wandb_offline_run_has_config_scalars_and_sample_grids(make_cfg, tmp_pat
     assert len(columns["train/img_per_s"]) >= 6 and min(columns["train/img_per_s"]) > 0
 
 
+@pytest.mark.slow
 def test_log_image_checks_its_input(make_cfg):
     _, _, trainer = build(make_cfg())
     assert loggers.log_image(trainer, "x", torch.rand(3, 8, 8)) == []  # CSV only: no images
@@ -162,6 +166,7 @@ def test_log_image_checks_its_input(make_cfg):
 
 
 # ----------------------------------------------------------------------------- SLURM
+@pytest.mark.slow
 def test_slurm_launcher_preset_makes_one_task_per_gpu_and_requeue_signal(tmp_path):
     from omegaconf import OmegaConf
     from submitit.slurm.slurm import _make_sbatch_string
@@ -186,6 +191,7 @@ def test_slurm_launcher_preset_makes_one_task_per_gpu_and_requeue_signal(tmp_pat
     assert "USR2" not in script  # Lightning requeues on USR1; submitit's USR2 is replaced
 
 
+@pytest.mark.slow
 def test_slurm_requeue_resumes_from_lightnings_hpc_checkpoint(make_cfg, tmp_path, monkeypatch):
     first = make_cfg("kimg=0.064", name="first")
     train(first)  # 4 iterations

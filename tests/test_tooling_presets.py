@@ -21,6 +21,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 TINY_FEATURES = "metric.feature_extractor={_target_:tests.fid_helpers.TinyFeatures}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_preset_instantiates_and_fails_only_at_the_data(name, tmp_path, monkeypatch):
     monkeypatch.setenv("GANLAB_DATA", str(tmp_path / "no_data"))  # data.root: not there
@@ -46,6 +47,7 @@ def test_experiment_preset_instantiates_and_fails_only_at_the_data(name, tmp_pat
     assert cfg.metric is None and list(cfg.logger) == ["csv"]
 
 
+@pytest.mark.slow
 def test_thesis_settings_reach_the_model(tmp_path):
     cfg = compose_config(["experiment=sagan_lr_sweep", "model.lr_g=2e-4"], tmp_path / "r")
     assert cfg.model.lr_d == 2e-4  # D follows G in the lr sweep
@@ -56,6 +58,7 @@ def test_thesis_settings_reach_the_model(tmp_path):
     assert cfg.model.discriminator.spectral_norm is False
 
 
+@pytest.mark.slow
 def test_optuna_search_runs_trials_and_writes_the_study_summary(tmp_path):
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "ganlab.run", "-m", "hparams_search=optuna_fid", *TINY,

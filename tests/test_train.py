@@ -14,6 +14,7 @@ from tests.conftest import read_metrics
 from tests.test_exact_resume import assert_same_state
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_checkpoint_samples_and_metrics(make_cfg, tmp_path):
     train(make_cfg())
     run = tmp_path / "run"
@@ -34,6 +35,7 @@ def fit_steps(make_cfg, name: str, max_steps: int, ckpt_path: str | None = None)
     return model, trainer, Path(cfg.paths.output_dir)
 
 
+@pytest.mark.slow
 def test_resume_restores_everything_and_continues_like_one_run(make_cfg):
     pl.seed_everything(0)
     model, _, run = fit_steps(make_cfg, "first", max_steps=8)  # 4 iterations
@@ -63,6 +65,7 @@ def test_resume_restores_everything_and_continues_like_one_run(make_cfg):
     assert_same_state(continued, straight)  # and every weight and Adam moment, bit for bit
 
 
+@pytest.mark.slow
 def test_optimizer_states_round_trip_through_last_ckpt(make_cfg):
     model, _, run = fit_steps(make_cfg, "opt", max_steps=4)
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -82,6 +85,7 @@ class SendSignal(pl.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_a_checkpoint_and_stops(make_cfg, signum):
     cfg = make_cfg("kimg=10")
@@ -95,6 +99,7 @@ def test_signal_saves_a_checkpoint_and_stops(make_cfg, signum):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_finite_checkpoint(make_cfg):
     cfg = make_cfg("kimg=10", "callbacks.checkpoint.every_kimg=0.064")  # save every 4 iterations
     datamodule, model, trainer = build(cfg)
@@ -113,6 +118,7 @@ def test_non_finite_loss_stops_and_keeps_last_finite_checkpoint(make_cfg):
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", [("kimg=0.048",), ("kimg=null", "trainer.max_steps=6")])
 def test_short_runs_log_their_last_step(make_cfg, tmp_path, length):
     train(make_cfg(*length, "trainer.log_every_n_steps=50"))
