@@ -16,6 +16,7 @@ from tests.conftest import TINY, compose_config, read_metrics
 NO_BAR = [o for o in TINY if not o.startswith("callbacks.progress")]
 
 
+@pytest.mark.slow
 def test_progress_bar_counts_kimg_of_the_target(tmp_path, capsys):
     cfg = compose_config([*NO_BAR, "kimg=0.064", "callbacks.progress.refresh_s=0"], tmp_path / "r")
     train(cfg)
@@ -24,6 +25,7 @@ def test_progress_bar_counts_kimg_of_the_target(tmp_path, capsys):
     assert "Epoch" not in err
 
 
+@pytest.mark.slow
 def test_first_lines_say_where_outputs_go_and_noise_is_silenced(make_cfg, tmp_path, caplog, capsys):
     with caplog.at_level(logging.INFO):
         train(make_cfg("kimg=0.064", "callbacks.checkpoint.every_kimg=0.016"))
@@ -38,6 +40,7 @@ def test_first_lines_say_where_outputs_go_and_noise_is_silenced(make_cfg, tmp_pa
     assert "validation_step" not in everything
 
 
+@pytest.mark.slow
 def test_tags_reach_the_run_dir_and_loggers(make_cfg, tmp_path):
     cfg = make_cfg("kimg=0.016", "tags=[baseline,lr2e-4]", "logger=[csv,tensorboard]")
     train(cfg)
@@ -61,6 +64,7 @@ def test_missing_tags_warn_only_when_asked(make_cfg, caplog):
     assert "this run has no tags" in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("preset", "extra"),
     [("fdr", []), ("overfit", ["kimg=0.032", "data.resolution=16", "model.generator.width=8",
@@ -83,12 +87,14 @@ def test_debug_presets_compose_and_run_a_tiny_step(tmp_path, preset, extra):
         assert (tmp_path / "run" / "fit-profile.txt").read_text().count("run_training_batch") >= 1
 
 
+@pytest.mark.slow
 def test_reals_grid_is_written_at_the_stage_resolution(make_cfg, tmp_path):
     train(make_cfg("kimg=0.016"))
     reals = Image.open(tmp_path / "run" / "samples" / "reals.png")
     assert reals.size == (8 * 17 + 1, 8 * 17 + 1)  # 64 images of 16 px, 1 px padding
 
 
+@pytest.mark.slow
 def test_save_grid_logs_to_tensorboard(make_cfg, tmp_path):
     from ganlab.training.fit import build
 
@@ -110,6 +116,7 @@ def tensorboard_image_tags(run_dir: Path) -> set[str]:
     return set(EventAccumulator(str(log_dir)).Reload().Tags()["images"])
 
 
+@pytest.mark.slow
 def test_pggan_stage_grids_and_reals_per_side_reach_the_loggers(make_cfg):
     from ganlab.training.fit import train
 
@@ -124,6 +131,7 @@ def test_pggan_stage_grids_and_reals_per_side_reach_the_loggers(make_cfg):
     assert {"samples/stage", "samples/reals", "samples/fakes"} <= tags
 
 
+@pytest.mark.slow
 def test_sagan_attention_maps_reach_the_loggers(make_cfg):
     from ganlab.training.fit import train
 
