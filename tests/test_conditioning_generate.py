@@ -40,6 +40,7 @@ def expected(run: Path, kind: int, num: int, seed: int = 0) -> torch.Tensor:
         return to_uint8(generator(z, F.one_hot(torch.full((num,), kind), 4).float()))
 
 
+@pytest.mark.slow
 def test_generate_class_draws_that_class(conditional_run, tmp_path):
     assert main([str(conditional_run), "--class", "ring", "--num", "5", "--out",
                  str(tmp_path / "ring")]) == 0
@@ -51,6 +52,7 @@ def test_generate_class_draws_that_class(conditional_run, tmp_path):
     assert torch.equal(read_pngs(tmp_path / "one"), expected(conditional_run, 1, 2))
 
 
+@pytest.mark.slow
 def test_generate_per_class_grid_has_a_row_per_class(conditional_run, tmp_path, capsys):
     assert main([str(conditional_run), "--per-class", "3", "--out",
                  str(tmp_path / "grid.png")]) == 0
@@ -60,6 +62,7 @@ def test_generate_per_class_grid_has_a_row_per_class(conditional_run, tmp_path, 
     assert grid.size == (3 * side + 1, 4 * side + 1)
 
 
+@pytest.mark.slow
 def test_unknown_class_lists_the_known_ones(conditional_run, tmp_path, capsys):
     assert main([str(conditional_run), "--class", "hexagon", "--out", str(tmp_path)]) == 2
     assert "known: disc, square, triangle, ring" in capsys.readouterr().err
@@ -67,6 +70,7 @@ def test_unknown_class_lists_the_known_ones(conditional_run, tmp_path, capsys):
     assert "use --class" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_class_on_an_unconditional_checkpoint_is_an_error(make_cfg, tmp_path, capsys):
     _, cfg = train(make_cfg, "model=dcgan", "kimg=0.016", "callbacks.samples=null")
     assert main([cfg.paths.output_dir, "--class", "disc", "--out", str(tmp_path / "x")]) == 2

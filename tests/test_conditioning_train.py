@@ -58,6 +58,7 @@ def test_unconditional_runs_are_bit_identical_to_before(make_cfg, model):
 
 @pytest.mark.parametrize(("model", "mode"), [("dcgan", "concat"), ("sagan", "projection"),
                                              ("pggan", "acgan")])
+@pytest.mark.slow
 def test_auto_conditioning_is_the_models_default_with_labels(make_cfg, model, mode):
     extra = PGGAN_SHORT if model == "pggan" else []
     cfg = make_cfg(f"model={model}", "data.labels=class", *SHORT, *extra)
@@ -68,6 +69,7 @@ def test_auto_conditioning_is_the_models_default_with_labels(make_cfg, model, mo
     assert isinstance(module.loss, AuxClassifierLoss) == (mode == "acgan")
 
 
+@pytest.mark.slow
 def test_the_batchs_labels_reach_g_and_d(make_cfg):
     cfg = make_cfg("model=dcgan", "data.labels=class", *SHORT, "kimg=0.032")
     pl.seed_everything(0)
@@ -88,6 +90,7 @@ def test_the_batchs_labels_reach_g_and_d(make_cfg):
     assert module.discriminator.bound_labels is None  # unbound after the step
 
 
+@pytest.mark.slow
 def test_grid_has_one_row_per_class_from_the_same_latents(make_cfg):
     module, _ = train(make_cfg, "model=dcgan", "data.labels=class", *SHORT, "kimg=0.016")
     z, labels = module.grid_inputs()
@@ -100,6 +103,7 @@ def test_grid_has_one_row_per_class_from_the_same_latents(make_cfg):
     assert not torch.allclose(images[:8], images[8:16])  # another class, another image
 
 
+@pytest.mark.slow
 def test_acgan_adds_the_classification_loss(make_cfg):
     module, cfg = train(make_cfg, "model=pggan", "data.labels=class", *SHORT, *PGGAN_SHORT,
                         "kimg=0.032", "logger=csv")
@@ -120,6 +124,7 @@ def test_exact_resume_with_labels(make_cfg):
     assert resumed.labels.names == straight.labels.names
 
 
+@pytest.mark.slow
 def test_conditioning_without_labels_is_a_config_error(make_cfg):
     with pytest.raises(ConfigError, match="needs labels from the data"):
         build(make_cfg("model=dcgan", "model.conditioning=concat"))
@@ -148,6 +153,7 @@ def test_celeba_attributes_and_folder_classes_train(make_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("augment", ["diffaug", "ada"])
+@pytest.mark.slow
 def test_conditional_training_with_augmentation(make_cfg, augment):
     """The label is not augmented: D gets the batch's labels whatever the images went through
     (acgan: its classifier loss on the augmented reals and fakes)."""
