@@ -36,7 +36,7 @@ from ganlab.bench.paths import flops_per_image, run_ganlab, run_plain
 # ----------------------------------------------------------------------------- one case
 def bench_case(case: Case, timing: Timing, train_set: Any, workdir: Path) -> dict[str, Any]:
     """Both paths of one case, alternating over `timing.rounds`; returns the figures."""
-    from ganlab.run import set_tf32
+    from ganlab.training.fit import set_tf32
 
     cfg = compose_config(case, workdir / "run", len(train_set))
     set_tf32(cfg.get("tf32"))
@@ -315,7 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare_process(threads: int | None) -> None:
     """A bench process set up as `ganlab.run` sets up its own: torch threads (if given) and the
     `heap_malloc` allocator setting, which every path timed in this process then shares."""
-    from ganlab.run import keep_freed_memory
+    from ganlab.training.fit import keep_freed_memory
 
     if threads:
         torch.set_num_threads(threads)

@@ -5,7 +5,7 @@ sample grids and checkpoints every 10 kimg, the csv logger; data=folder on a gen
 PNG images, with its cache and flips; metric off) against the plain loop on the same images in
 this process. Figures:
 - startup_s: from launching the child (so Python start and imports included) to its first
-  training step; import_s: `python -c "import ganlab.run"` alone;
+  training step; import_s: `python -c "import ganlab.cli.train"` alone;
 - steady-state images/s: images between the child's step marks over the second half of the run
   (sample grids and checkpoints that fall there included), against the plain loop's median window.
 The plain loop trains on the child's own training images, read back from its cache (decoded and
@@ -103,9 +103,9 @@ def run_child(workdir: Path, folder: Path, resolution: int, batch: int, kimg: fl
 
 
 def import_seconds() -> float:
-    """Seconds for a fresh interpreter to `import ganlab.run` (Lightning, Hydra, torch)."""
+    """Seconds for a fresh interpreter to `import ganlab.cli.train` (Lightning, Hydra, torch)."""
     start = time.time()
-    subprocess.run([sys.executable, "-c", "import ganlab.run"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", "import ganlab.cli.train"], check=True, cwd=ROOT)
     return round(time.time() - start, 2)
 
 
@@ -151,4 +151,5 @@ def format_end_to_end(row: dict[str, Any]) -> str:
             f"{row['rounds']} rounds), ratio {row['ratio']:.3f} (paired {row['paired']:.3f}); "
             f"startup (launch to first step) {row['startup_s']:.1f} s (first run, with the "
             f"cache build: {row['first_startup_s']:.1f} s), of "
-            f"which `import ganlab.run` {row['import_s']:.1f} s; whole run {row['total_s']:.1f} s")
+            f"which `import ganlab.cli.train` {row['import_s']:.1f} s; "
+            f"whole run {row['total_s']:.1f} s")
