@@ -103,3 +103,25 @@ def test_every_module_has_a_layer_and_the_walk_saw_them():
     assert len(names) > 60 and "ganlab.cli.train" in names and "ganlab.training.fit" in names
     for name in names:
         layer(name)
+
+
+def test_old_module_paths_stand_for_the_moved_modules():
+    """`_target_: ganlab.losses.Hinge` in an old checkpoint's config, `from ganlab.run import
+    train` in a user's script and `python -m ganlab.evaluate` keep working."""
+    import importlib
+
+    from hydra.utils import get_class, get_method
+
+    from ganlab.training import losses
+
+    assert get_class("ganlab.losses.Hinge") is losses.Hinge
+    moved = {"ganlab.losses": "ganlab.training.losses", "ganlab.resume": "ganlab.training.resume",
+             "ganlab.checkpoints": "ganlab.training.checkpoints",
+             "ganlab.evaluate": "ganlab.cli.evaluate", "ganlab.generate": "ganlab.cli.generate",
+             "ganlab.fid": "ganlab.cli.fid", "ganlab.quality": "ganlab.cli.quality",
+             "ganlab.report": "ganlab.cli.report"}
+    for old, new in moved.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    assert get_method("ganlab.run.train") is get_method("ganlab.training.fit.train")
+    assert get_method("ganlab.run.main") is get_method("ganlab.cli.train.main")
+    assert set(moved) | {"ganlab.run"} == ALIASES
