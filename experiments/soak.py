@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["data=shapes", "data.resolution=32", "data.batch_size=16", "metric=shapes",
           "metric.num_real=2000", "metric.every_kimg=5", "callbacks.samples.every_kimg=2",
           "callbacks.checkpoint.every_kimg=2", "callbacks.checkpoint.snapshot_kimg=10",
-          "callbacks.progress=null", "logger=csv", "kimg=100000", "trainer.accelerator=cpu",
+          "callbacks.progress=null", "+trainer.enable_progress_bar=false", "logger=csv",
+          "+logger.csv.flush_logs_every_n_steps=10", "kimg=100000", "trainer.accelerator=cpu",
           "extras.print_config=false", "heap_malloc=true"]
 MODELS = {
     "dcgan": ["model=dcgan_small"],

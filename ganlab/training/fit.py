@@ -290,4 +290,14 @@ def train(cfg: DictConfig) -> float | None:
             raise cause from None
         raise
     log.info("finished at %.1f kimg; output in %s", model.nimg / 1000, cfg.paths.output_dir)
-    return metric_value(trainer.callback_metrics, cfg.get("optimized_metric"))
+    name = cfg.get("optimized_metric")
+    if interrupted(trainer) and name not in trainer.callback_metrics:
+        log.warning("stopped by a signal before %s was logged; resume with ckpt_path=%s/"
+                    "checkpoints/last.ckpt", name, cfg.paths.output_dir)
+        return None  # not a configuration error: the run was cut short on purpose
+    return metric_value(trainer.callback_metrics, name)
+
+
+def interrupted(trainer: pl.Trainer) -> bool:
+    """True if a SIGINT / SIGTERM stopped the run (KimgCheckpoint saved and stopped early)."""
+    return any(getattr(c, "stop_signal", None) for c in trainer.callbacks)
