@@ -253,3 +253,13 @@ def slurm_save_and_requeue(trainer: pl.Trainer, signum: int) -> None:
     iterations instead of inside the handler: loggers finalized as "finished", the hpc
     checkpoint saved (all ranks), `scontrol requeue` of the job from rank 0."""
     trainer._signal_connector._slurm_sigusr_handler_fn(signum, None)
+
+
+def hpc_resume_path(trainer: pl.Trainer) -> str | None:
+    """The hpc_ckpt_N.ckpt a requeued SLURM job resumes from by itself when no ckpt_path is given
+    (Lightning's choice: the highest N in the run folder), else None."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return None
+    return trainer._checkpoint_connector._hpc_resume_path

@@ -5,6 +5,7 @@ and the job is requeued with `scontrol requeue JOB_ID` (a stand-in scontrol here
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 from pathlib import Path
@@ -75,3 +76,13 @@ def test_requeue_signal_saves_between_iterations_and_requeues(make_cfg, tmp_path
     assert all(torch.equal(weights[k], expected[k]) for k in expected), "G's step is in it"
     assert calls.read_text().split() == ["requeue", "4242"]
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["ganlab"]["nimg"] == 128  # went on
+
+    # the requeued job: the same run folder, no ckpt_path: Lightning resumes from hpc_ckpt_1,
+    # and ganlab rewinds the CSV to it first (the rows past it go to the side file)
+    requeued = make_cfg("kimg=0.192", "callbacks.samples=null", "extras.print_config=false")
+    train(requeued)
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        kimg = [float(r["train/kimg"]) for r in csv.DictReader(f) if r.get("train/kimg")]
+    assert kimg == sorted(set(kimg)) and kimg[-1] == 0.192
+    assert (run / "csv" / f"metrics.rewound-{nimg}.csv").is_file()
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["ganlab"]["nimg"] == 192

@@ -22,6 +22,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ganlab import lightning_api
 from ganlab.callbacks.checkpoint import AtomicCheckpointIO, OutputWriteError
 from ganlab.callbacks.summary import use_ganlab_summary
 from ganlab.extras import apply_extras
@@ -279,8 +280,9 @@ def train(cfg: DictConfig) -> float | None:
             raise ConfigError("init_from and ckpt_path both set: ckpt_path resumes a run exactly, "
                               "init_from starts a new one from its weights; pass one of them")
         init_from(model, cfg.init_from)
-    if ckpt_path is not None:  # before any logger writes: rows past the checkpoint set aside
-        rewind_loggers(trainer, load_checkpoint(ckpt_path))
+    resume = ckpt_path or lightning_api.hpc_resume_path(trainer)  # a requeued SLURM job too
+    if resume is not None:  # before any logger writes: rows past the checkpoint set aside
+        rewind_loggers(trainer, load_checkpoint(resume))
     log_run_config(trainer, model.run_config)  # the resolved config as W&B run config etc.
     try:  # the checkpoint is read as data only (also by AtomicCheckpointIO)
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
