@@ -136,7 +136,7 @@ def test_every_key_trains_or_stops_with_one_line(tmp_path, monkeypatch):
         label = min(having, key=lambda b: (turn[b], list(bases).index(b)))
         owner[key], turn[label] = label, turn[label] + 1
 
-    outcomes, failures, number = Counter(), [], 0
+    outcomes, failures, records, number = Counter(), [], [], 0
     for label in bases:
         cfg = compose_config(bases[label], tmp_path / label / "base")  # HydraConfig of the base
         for key, parent, name in leaves(cfg):
@@ -148,6 +148,7 @@ def test_every_key_trains_or_stops_with_one_line(tmp_path, monkeypatch):
                 outcome, detail = run_case(cfg, key, parent, name, wrong,
                                            tmp_path / label / f"case{number}")
                 outcomes[outcome] += 1
+                records.append(f"{label}\t{key}\t{wrong!r}\t{outcome}\t{detail}")
                 if outcome in ("crash", "bad message"):
                     failures.append(f"[{label}] {key}={wrong!r}: {outcome}: {detail}")
     print(f"\nconfig fuzz: {len(all_keys)} keys over {len(bases)} bases "
@@ -155,4 +156,6 @@ def test_every_key_trains_or_stops_with_one_line(tmp_path, monkeypatch):
           + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     for line in failures:
         print("  " + line)
+    if os.environ.get("GANLAB_FUZZ_LOG"):  # every case's outcome, one tab-separated line each
+        Path(os.environ["GANLAB_FUZZ_LOG"]).write_text("\n".join(records) + "\n")
     assert not failures, f"{len(failures)} cases crashed or ended without a one-line message"

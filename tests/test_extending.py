@@ -64,7 +64,8 @@ def test_the_guide_trains_generates_and_evaluates_outside_the_repository(install
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     write_images(tmp_path / "images")
-    env = clean_env() | {"PYTHONPATH": str(tmp_path)}  # the user's module, not ganlab's source
+    # the user's module, not ganlab's source, and trusted in checkpoints as the guide exports
+    env = clean_env() | {"PYTHONPATH": str(tmp_path), "GANLAB_TRUSTED_MODULES": "my_gan"}
     cache = f"paths.cache_dir={tmp_path / 'cache'}"  # not the user's ~/.cache
     for command in guide_commands():
         extra = [cache] if command[0] in ("ganlab-train", "ganlab-evaluate") else []

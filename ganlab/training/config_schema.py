@@ -161,7 +161,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("metric.download_timeout", POSITIVE),
     ("metric.feature_extractor", Rule(("str", "dict"), nullable=True)),
     ("metric.data_target", Rule(("str",), nullable=True)),
-    ("data.num_*", POSITIVE_INT),
+    ("data.num_*", Rule(("int",), low=1, nullable=True)),  # folder / CelebA: null = all
     ("metric.num_*", POSITIVE_INT),
     ("model.num_samples", POSITIVE_INT),
     ("model.num_classes", COUNT),
@@ -293,7 +293,7 @@ def validate(cfg: DictConfig, reference: DictConfig | None) -> int:
             value = plain(parent[name])
         except Exception as error:  # noqa: BLE001 - an interpolation that does not resolve
             raise ConfigError(f"{key} does not resolve: {error}".splitlines()[0]) from None
-        if found and default is None and not rule.nullable:  # null where the default is null
+        if found and default is None and not rule.kinds:  # null where the default is null
             rule = replace(rule, nullable=True)
         empty = value == "" and default != ""  # an empty string only where it is the default
         if empty or problem(value, rule, kinds):

@@ -126,6 +126,9 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule, pl.Traine
     return datamodule, model, trainer
 
 
+TRAINER_CHOICES = ("accelerator", "devices", "strategy", "num_nodes", "precision")  # in errors
+
+
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
     """Lightning's Trainer from `cfg.trainer`; Lightning's own refusal of a trainer.* value
     (an unknown strategy, accelerator or device list) becomes one ConfigError line."""
@@ -140,7 +143,8 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer
         cause = error.__cause__
         if isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
             reason = " ".join(str(cause).split())  # Lightning's message names the argument
-            raise ConfigError(f"trainer: {reason}") from None
+            given = ", ".join(f"trainer.{k}={cfg.trainer.get(k)!r}" for k in TRAINER_CHOICES)
+            raise ConfigError(f"trainer: {reason} (given: {given})") from None
         raise
     use_ganlab_summary(trainer)  # no FLOPs column reading 0
     return trainer
