@@ -1,8 +1,9 @@
-"""Checkpoints are data, not code: every way ganlab loads a checkpoint (generate, evaluate, resume
-through ganlab and through Lightning's `ckpt_path`) refuses a file that holds a pickled object
-with a side effect, and a stored config whose `_target_` lies outside ganlab (and the modules
-the user trusts) is refused before anything is instantiated. Each payload here would `touch` a
-marker file if it ran; the tests assert the marker never appears and the error names the file."""
+"""Checkpoints are data, not code: every way ganlab loads a checkpoint (generate, evaluate,
+resume through ganlab and through Lightning's `ckpt_path`, init_from) refuses a file that holds
+a pickled object with a side effect, and a stored config whose `_target_` lies outside ganlab
+(and the modules the user trusts) is refused before anything is instantiated. Each payload here
+would `touch` a marker file if it ran; the tests assert the marker never appears and the error
+names the file."""
 
 from __future__ import annotations
 
@@ -117,6 +118,10 @@ def test_a_pickled_object_runs_under_no_load(trained, tmp_path, make_cfg, capsys
     # resume through ganlab.run (checked before training)
     with pytest.raises(ConfigError, match="last.ckpt"):
         train(make_cfg("kimg=0.064", f"ckpt_path={evil}", name="resumed"))
+
+    # a new run from its weights (init_from)
+    with pytest.raises(ConfigError, match="last.ckpt"):
+        train(make_cfg("kimg=0.064", f"init_from={evil}", name="init"))
 
     # resume through Lightning's own load (the run's checkpoint IO), past ganlab's check
     with pytest.raises(ConfigError, match="last.ckpt"):

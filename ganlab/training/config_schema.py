@@ -53,6 +53,11 @@ class Rule:
 
     def describe(self, kinds: tuple[str, ...]) -> str:
         words = " or ".join(NOUNS.get(k, k) for k in kinds) or "a value"
+        if set(kinds) <= set(NUMBER) and self.high is None and not self.exclude:
+            if "float" in kinds and self.low == 0 and self.low_open:
+                return "a positive number" + (", or null" if self.nullable else "")
+            if kinds == ("int",) and self.low == 1 and not self.low_open:
+                return "a positive integer" + (", or null" if self.nullable else "")
         bounds = []
         if self.low is not None:
             bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
@@ -109,9 +114,11 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("*.sample_seed", COUNT),
     ("*.split_seed", COUNT),
     ("tf32", Rule(("bool",), nullable=True)),
+    ("model.augment", Rule(("dict", "str"), nullable=True)),  # the group, or a mode name
     ("tags", Rule(("list", "str"), items=Rule(("str", "int", "float")))),
     ("task_name", Rule(("str",))),
     ("ckpt_path", Rule(("str",), nullable=True)),
+    ("init_from", Rule(("str",), nullable=True)),
     ("optimized_metric", Rule(("str",), nullable=True)),
     # training length and intervals, kimg
     ("callbacks.stop.kimg", Rule(NUMBER, low=0, low_open=True, nullable=True)),
@@ -128,12 +135,13 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("model.ema_kimg", Rule(NUMBER, low=0)),
     ("model.ema_rampup", Rule(NUMBER, low=0, low_open=True, nullable=True)),
     ("model.ema_phase_fraction", Rule(NUMBER, low=0, low_open=True, nullable=True)),
-    ("model.ema_per_step", Rule(("bool",), nullable=True)),
-    ("callbacks.progress.refresh_s", POSITIVE),
+    ("callbacks.progress.refresh_s", Rule(NUMBER, low=0)),  # 0: redraw at every batch
     # optimisation
     ("model.lr_*", POSITIVE),
     ("model.betas", Rule(("list",), length=2, items=Rule(NUMBER, low=0, high=1, high_open=True))),
     ("model.n_critic", POSITIVE_INT),
+    ("model.cond_weight", Rule(NUMBER, low=0)),
+    ("model.labels", Rule(("dict",), nullable=True)),  # set by the run from the data
     ("model.compile_mode", Rule(("str",), nullable=True)),
     ("loss.label_smoothing", Rule(("list",), length=2, nullable=True, items=FRACTION)),
     ("loss.r1_gamma", Rule(NUMBER, low=0)),
@@ -170,7 +178,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("*.minibatch_stddev", COUNT),
     ("*.minibatch_discrimination", COUNT),
     ("*.minibatch_discrimination_dim", POSITIVE_INT),
-    ("*.ema_bn_latents", POSITIVE_INT),
+    ("*.ema_bn_latents", COUNT),  # 0: off
     ("model.attention_query", Rule(("list",), length=2, items=FRACTION)),
     ("model.*.attention", Rule(("list",), items=POSITIVE_INT)),
 )
@@ -271,8 +279,8 @@ def check_target(key: str, value: str) -> None:
     except Exception as error:  # noqa: BLE001 - any import failure: not a usable _target_
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     if reason is not None:
-        raise ConfigError(f"{key}={value!r} is not allowed ({reason}): expected the dotted path "
-                          "of a class or function, e.g. ganlab.models.dcgan.DCGAN")
+        raise ConfigError(f"{key}={value!r} must be the dotted path of a class or function, "
+                          f"e.g. ganlab.models.dcgan.DCGAN ({reason})")
 
 
 def validate(cfg: DictConfig, reference: DictConfig | None) -> int:
@@ -298,7 +306,7 @@ def validate(cfg: DictConfig, reference: DictConfig | None) -> int:
         empty = value == "" and default != ""  # an empty string only where it is the default
         if empty or problem(value, rule, kinds):
             allowed = rule.describe(kinds)
-            raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
+            raise ConfigError(f"{key}={value!r} must be {allowed}")
         if key.endswith("_target_") and isinstance(value, str):
             check_target(key, value)
         checked += 1
