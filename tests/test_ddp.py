@@ -64,7 +64,9 @@ def test_ddp_cpu_two_processes(model, tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    # data=shapes scores with its shapes metric by default: gathered over both ranks at the end
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert len(read_metrics(run)["val/fd_shapes"]) == 1
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["ganlab"]["nimg"] == 128  # 4 iterations x 16 images x 2 ranks
     grids = sorted(p.name for p in (run / "samples").glob("fakes_*.png"))

@@ -140,3 +140,16 @@ def test_sagan_attention_maps_reach_the_loggers(make_cfg):
     train(cfg)
     assert list((Path(cfg.paths.output_dir) / "samples").glob("attention_*.png"))
     assert "samples/attention" in tensorboard_image_tags(Path(cfg.paths.output_dir))
+
+
+@pytest.mark.parametrize(("overrides", "metric", "optimized"), [
+    ([], "fd_shapes", "val/fd_shapes_best"),  # the first run logs its quality offline
+    (["metric=fid"], None, "val/fid_best"),  # the command line still wins
+    (["metric=none"], None, None),
+    (["data=celeba"], None, "val/fid_best"),  # other data: FID, the papers' metric
+])
+def test_shapes_data_picks_its_offline_metric_by_default(tmp_path, overrides, metric, optimized):
+    cfg = compose_config(overrides, tmp_path / "run")
+    assert cfg.optimized_metric == optimized
+    if optimized is not None:
+        assert cfg.metric.get("name") == metric

@@ -238,8 +238,10 @@ class FeatureMetrics(nn.Module):
         holder = self.kid if self.kid is not None else self.prdc
         if holder is not None:
             _pack_lists(holder, self.num_features)
-            with holder.sync_context():
-                stats.features = torch.cat(getattr(holder, f"{side}_features")).cpu()
+            with holder.sync_context():  # a list of batches; one tensor once synced over ranks
+                features = getattr(holder, f"{side}_features")
+                features = features if isinstance(features, Tensor) else torch.cat(features)
+                stats.features = features.cpu()
         return stats
 
     def load_stats(self, stats: FeatureStats, real: bool = True) -> None:
