@@ -489,6 +489,9 @@ def row_lines(row: dict[str, Any], columns: list[str]) -> list[str]:
     for which, label in (("g", "G"), ("ema", "EMA G")):
         cells = []
         for c in columns:
+            if c not in row[which]:  # e.g. cond_acc of an unconditional row
+                cells.append("")
+                continue
             seeds = ", ".join(_fmt(r[which][c]) for r in row["runs"])
             cells.append(f"{_fmt(row[which][c])} ({seeds})" if len(row["runs"]) > 1 else seeds)
         minutes = f"{row['wall_s'] / 60:.1f}"
@@ -507,15 +510,16 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write out_dir/QUALITY.md and out_dir/quality.json; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sample = rows[0]["g"] if rows else baselines[0]["values"]
-    columns = score_columns(sample)
+    sample = {k: 0 for row in rows for k in row["g"]} if rows else baselines[0]["values"]
+    columns = score_columns(sample)  # every row's columns (conditional rows add cond_acc ...)
     head = [
         "| row | generator | " + " | ".join(columns) + " | leak ch/hue TV | wall min |",
         "|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     body = [line for row in rows for line in row_lines(row, columns)]
     body += [
-        f"| {b['name']} | baseline | " + " | ".join(_fmt(b["values"][c]) for c in columns)
+        f"| {b['name']} | baseline | " + " | ".join(
+            _fmt(b["values"][c]) if c in b["values"] else "" for c in columns)
         + f" | {b['values']['leak_channel_tv']:.3f}/{b['values']['leak_hue_tv']:.3f} | |"
         for b in baselines
     ]
