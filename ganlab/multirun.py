@@ -11,6 +11,7 @@ jobs launched on other machines (hydra/launcher=submitit_slurm) report too.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -106,6 +107,30 @@ class FailureReport(Callback):
             return
         log.error(format_failures(records))
         raise SystemExit(1)
+
+
+class OutputCheck(Callback):
+    """Hydra callback: refuse, with one line and exit status 2, a run or sweep folder that cannot
+    be written (a read-only file system, no permission), before Hydra itself creates it (it would
+    stop with a traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_writable_folder(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_writable_folder(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def check_writable_folder(folder: str, key: str) -> None:
+    """Can `folder` be created and written (its nearest existing ancestor writable: `access`
+    sees read-only file systems, for root too)? Nothing is created. If not, print one line naming
+    `key` and exit with status 2."""
+    path = Path(folder).absolute()
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        print(f"configuration error: {key}={folder} cannot be written ({existing} is not a "
+              "writable folder): point it at a folder you can write", file=sys.stderr)
+        raise SystemExit(2)
 
 
 # ----------------------------------------------------------------------------- DDP in a sweep

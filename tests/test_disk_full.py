@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from ganlab.checkpoints import load_checkpoint
 from ganlab.run import train
 from ganlab.utils import ConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.samples=null", "extras.print_config=false", "kimg=0.256",
          "callbacks.checkpoint.every_kimg=0.064"]
 
@@ -119,6 +121,33 @@ def test_an_unwritable_output_folder_is_refused_before_training(make_cfg, tmp_pa
             train(cfg)
         assert "paths.output_dir" in str(caught.value) and "\n" not in str(caught.value)
         assert not (readonly / "run").exists()
+    finally:
+        if done.returncode == 0:
+            subprocess.run(["umount", "-l", str(readonly)], check=False)
+        else:
+            readonly.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_the_command_line_refuses_a_read_only_run_folder(tmp_path):
+    """Hydra creates the run folder before ganlab's code runs: its callback checks it first."""
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)],
+                          capture_output=True)
+    if done.returncode:
+        readonly.chmod(0o555)
+    try:
+        if os.access(readonly, os.W_OK):
+            pytest.skip("this user can write into any folder and cannot mount")
+        command = [sys.executable, "-m", "ganlab.run", "debug=tiny", "metric=none",
+                   f"hydra.run.dir={readonly / 'run'}"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+        cli = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert cli.returncode == 2, cli.stderr[-2000:]
+        assert "Traceback" not in cli.stdout + cli.stderr
+        assert f"hydra.run.dir={readonly / 'run'} cannot be written" in cli.stderr
     finally:
         if done.returncode == 0:
             subprocess.run(["umount", "-l", str(readonly)], check=False)
