@@ -92,7 +92,7 @@ def load_stats(path: str | Path, key: dict[str, Any] | None = None) -> FeatureSt
     path = Path(path)
     if not path.is_file():
         return None
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:  # statistics are data: never unpickled
         if key is not None and ("key" not in data or json.loads(str(data["key"])) != key):
             return None
         features = torch.from_numpy(data["features"]) if "features" in data else None

@@ -135,6 +135,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("model.ema_kimg", Rule(NUMBER, low=0)),
     ("model.ema_rampup", Rule(NUMBER, low=0, low_open=True, nullable=True)),
     ("model.ema_phase_fraction", Rule(NUMBER, low=0, low_open=True, nullable=True)),
+    ("model.ema_per_step", Rule(NUMBER, low=0, high=1, high_open=True, nullable=True)),
     ("callbacks.progress.refresh_s", Rule(NUMBER, low=0)),  # 0: redraw at every batch
     # optimisation
     ("model.lr_*", POSITIVE),
