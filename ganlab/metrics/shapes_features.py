@@ -2,7 +2,7 @@
 parameters each image was drawn from (`render_shapes(..., return_labels=True)`); its penultimate
 layer (128 dimensions) is the feature, as Inception's pool layer is for FID.
 
-    python -m ganlab.metrics.shapes_features --train   # retrain (deterministic, 1 thread, ~15 min)
+    python -m ganlab.metrics.shapes_features --train   # retrain (deterministic, 1 thread)
     python -m ganlab.metrics.shapes_features --eval    # held-out accuracy / R^2 of the shipped net
 
 The weights ship in the package (weights/shapes32.pt, checked against WEIGHTS_SHA256 at load);
