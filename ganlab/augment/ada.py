@@ -21,8 +21,8 @@ upsamples it 2x with the sym6 wavelet filter, samples the affine map bilinearly 
 downsamples 2x with the same filter; maps that take pixels to pixels (only x-flips, quarter turns
 and integer shifts drawn) are exact gathers instead. 'bilinear' samples the map once on the image
 itself (reflection padding; more interpolation error). Images whose geometric gates are all off
-come back bit-identical. Everything is differentiable w.r.t. the images to any order (convolutions,
-grid_sample and a matrix product), so R1 can be taken through the augmentation.
+come back bit-identical. Everything is differentiable w.r.t. the images to any order (matrix
+products, grid_sample, gathers), so R1 can be taken through the augmentation.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def sym6_taps(like: Tensor) -> Tensor:
 def upsample2x(x: Tensor, taps: Tensor) -> Tensor:
     """[N, C, H, W] -> [N, C, 2H, 2W]: zeros inserted between samples, then `taps` [k] (k even)
     with gain 2 per axis: out[j] = 2 sum_i x[i] taps[j - 2i + k/2 - 1]. Output sample j of an axis
-    lies at input pixel j / 2 (stylegan2-ada's convention: sym6's centre of mass is tap 5.1, so
-    about k/2 - 1)."""
+    lies at input pixel j / 2 + e, where e = (k/2 - 1 - centre) / 2 and `centre` is the filter's
+    centre of mass (sym6: tap 5.10, e = -0.049; stylegan2-ada's code takes e = 0)."""
     n, c, h, w = x.shape
     k = taps.numel()
     weight = 2 * taps
@@ -129,7 +129,8 @@ def upsample2x(x: Tensor, taps: Tensor) -> Tensor:
 def downsample2x(x: Tensor, taps: Tensor) -> Tensor:
     """[N, C, 2H + k - 2, 2W + k - 2] -> [N, C, H, W]: `taps` [k] (k even, gain 1), then every
     second sample: out[i] = sum_m taps[m] x[2i + m], so input sample q lies at output pixel
-    (q - k/2 + 1) / 2. It inverts `upsample2x` exactly for an orthonormal wavelet filter."""
+    (q - k/2 + 1) / 2 + e (e as in `upsample2x`). It inverts `upsample2x` exactly for an
+    orthonormal wavelet filter."""
     n, c, h2, w2 = x.shape
     k = taps.numel()
     y = x.reshape(n * c, 1, h2, w2)
