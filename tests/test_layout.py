@@ -6,6 +6,7 @@ exists. The old flat paths (ganlab/run.py, ...) are aliases, outside the layers.
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ganlab"
@@ -58,6 +59,7 @@ def imports(path: Path) -> list[tuple[str, bool]]:
     return found
 
 
+@cache
 def graph() -> dict[str, list[tuple[str, bool]]]:
     return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))
             if module_name(p) not in ALIASES}
