@@ -86,3 +86,19 @@ def test_end_to_end_quick_runs_a_real_ganlab_run(tmp_path):
     row = json.loads(path.read_text())["end_to_end"]
     assert row["startup_s"] > 0 and row["steady_img_per_s"] > 0 and row["plain_img_per_s"] > 0
     assert "ganlab.run" in row["command"] and "data=folder" in row["command"]
+
+
+@pytest.mark.slow
+def test_versus_times_each_case_against_its_baseline_overrides(tmp_path):
+    path = tmp_path / "bench.json"
+    baseline = ["model.generator.attention_kernel=sdpa", "model.discriminator.attention_kernel=sdpa"]
+    main(["--model", "sagan", "--json", str(path), "--versus", *baseline, *TINY,
+          "model.generator.width=8", "model.discriminator.width=8"])
+    result = json.loads(path.read_text())
+    (row,), (versus,) = result["training"], result["versus"]
+    assert "model.generator.attention_kernel=sdpa" not in row["overrides"]  # the new path
+    assert versus["baseline"]["overrides"][-2:] == baseline  # the same case, old attention
+    assert versus["baseline_overrides"] == baseline
+    for key in ("speed_up", "speed_up_cpu_time"):
+        assert math.isfinite(versus[key]) and versus[key] > 0
+    assert versus["speed_up"] == round(row["ganlab_img_per_s"] / versus["baseline_img_per_s"], 3)
