@@ -44,8 +44,8 @@ report-check: install  ## tiny run -> HTML report -> rendered in headless Chromi
 	$(PY) -m ganlab.run debug=tiny metric=none callbacks.progress=null hydra.run.dir=outputs/report-check
 	$(PY) -m ganlab.report outputs/report-check --html --check
 
-quality: install  ## quality table of every model on shapes, CPU, ~30 min -> experiments/QUALITY.md (ARGS="--only dcgan")
-	$(PY) -m ganlab.quality $(ARGS)
+quality: install  ## converged quality table of every preset on shapes, CPU (hours; ARGS="--only dcgan --kimg 2") -> experiments/quality/converged
+	$(PY) -m ganlab.quality --jobs 2 --out experiments/quality/converged $(ARGS)
 
 clean:  ## remove outputs and caches (not .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

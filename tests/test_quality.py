@@ -51,8 +51,8 @@ def test_the_runner_writes_the_table(tmp_path, capsys):
     assert collapse["recall"] < real["recall"]
 
     text = (tmp_path / "exp" / "QUALITY.md").read_text()
-    assert "| tiny | G |" in text and "| tiny | EMA G |" in text
-    assert "| uniform noise | baseline |" in text and "machine:" in text
+    assert "| tiny | 0.064 | G |" in text and "| tiny | 0.064 | EMA G |" in text
+    assert "| uniform noise | | baseline |" in text and "machine:" in text
     assert "python -m ganlab.quality --rows" in text
 
 
@@ -78,10 +78,16 @@ def test_rows_only_and_extra_overrides():
 
 
 @pytest.mark.slow
-def test_every_preset_row_composes(tmp_path):
-    for overrides in quality.preset_rows(quality.KIMG).values():
+def test_every_preset_row_composes_at_its_own_length(tmp_path):
+    rows = quality.preset_rows()
+    assert set(rows) == set(quality.CONVERGED_KIMG)
+    for name, row in rows.items():
+        overrides, seeds = quality.row_seeds(row, quality.SEEDS)
+        assert quality.row_kimg(overrides, quality.KIMG) == quality.CONVERGED_KIMG[name]
+        assert seeds == ([0, 1] if name in ("dcgan", "sagan") else [0])
         cfg = quality.compose_config("train", [*quality.BASE, *overrides], tmp_path)
         assert cfg.data.resolution == 32 and cfg.metric is None
+        assert cfg.kimg == quality.CONVERGED_KIMG[name]
 
 
 @pytest.mark.slow

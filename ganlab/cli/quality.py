@@ -60,8 +60,12 @@ from ganlab.utils import ConfigError
 log = get_logger(__name__)
 
 CONF_DIR = config_dir()
-KIMG = 20.0  # default training length per run, kimg
-SEEDS = (0, 1)
+KIMG = 20.0  # training length of a row without its own kimg= item, kimg
+SEEDS = (0,)  # seeds of a row without its own seeds= item
+CURVE_KIMG = 10.0  # interval of the learning-curve snapshots of the default table, kimg
+# the default table's lengths, kimg: each preset until its curve flattens on this budget
+CONVERGED_KIMG = {"dcgan_small": 150, "dcgan": 150, "sagan": 150, "sagan_thesis": 150,
+                  "pggan": 100, "pggan_thesis": 100}
 NUM_FAKE = 2000  # fakes per score (and reals, capped at the val split's 1000 images)
 SIDE = 32  # px: the shapes metric's side
 LEAK_NUM, LEAK_SEED = 1000, 12345  # fakes / reals per leak check (THRESHOLDS assume >= 1000), seed
@@ -79,14 +83,14 @@ BASE = [
 # the same reference for every row and seed: val images of data seed 0 (the training seeds vary)
 REFERENCE = {"seed": 0}
 
-# widths chosen for the 2-core budget (see the module docstring): DCGAN 32 channels at 16 px
-# (preset: 64), SAGAN 16 at 32 px (preset: 32), PGGAN a cap of 64 channels per side (preset: 512)
+# widths chosen for a CPU budget: DCGAN 32 channels at 16 px (preset: 64), SAGAN 16 at 32 px
+# (preset: 32; attention where the preset has it), PGGAN a cap of 64 channels per side (preset:
+# 512) at batch 32 on every side (preset: the official 128 up to 16 px, which leaves a short run
+# few steps per stage)
 DCGAN = ["model.generator.width=32", "model.discriminator.width=32"]
-SAGAN = [  # attention at 16 px in G and D (preset: 32): 32x32 attention dominates a CPU step
-    "model.generator.width=16", "model.discriminator.width=16",
-    "model.generator.attention=[16]", "model.discriminator.attention=[16]",
-]
-PGGAN = ["model.generator.width=64", "model.discriminator.width=64"]
+SAGAN = ["model.generator.width=16", "model.discriminator.width=16"]
+PGGAN = ["model.generator.width=64", "model.discriminator.width=64",
+         "model.schedule.batch_size_dict=null"]
 
 
 def pggan_schedule(kimg: float) -> list[str]:
@@ -96,15 +100,20 @@ def pggan_schedule(kimg: float) -> list[str]:
     return [f"model.schedule.stabilize_kimg={phase}", f"model.schedule.fade_kimg={phase}"]
 
 
-def preset_rows(kimg: float) -> dict[str, list[str]]:
-    """The default table: each model preset with the budget widths (name -> overrides)."""
-    return {
-        "dcgan": ["model=dcgan", *DCGAN],
-        "sagan": ["model=sagan", *SAGAN],
-        "pggan": ["model=pggan", *PGGAN, *pggan_schedule(kimg)],
+def preset_rows(kimg: float | None = None) -> dict[str, list[str]]:
+    """The default table: each model preset with the budget widths (name -> overrides), each
+    at its CONVERGED_KIMG length (or all at `kimg`); DCGAN and SAGAN with two seeds (their
+    ordering is a question of the table), the others with one."""
+    length = {name: kimg or default for name, default in CONVERGED_KIMG.items()}
+    rows = {
+        "dcgan_small": ["model=dcgan_small", "data.batch_size=16"],  # the first run's settings
+        "dcgan": ["model=dcgan", *DCGAN, "seeds=0,1"],
+        "sagan": ["model=sagan", *SAGAN, "seeds=0,1"],
         "sagan_thesis": ["model=sagan_thesis", *SAGAN],
-        "pggan_thesis": ["model=pggan_thesis", *PGGAN, *pggan_schedule(kimg)],
+        "pggan": ["model=pggan", *PGGAN, *pggan_schedule(length["pggan"])],
+        "pggan_thesis": ["model=pggan_thesis", *PGGAN, *pggan_schedule(length["pggan_thesis"])],
     }
+    return {name: [*overrides, f"kimg={length[name]}"] for name, overrides in rows.items()}
 
 
 # ----------------------------------------------------------------------------- configs
@@ -423,6 +432,7 @@ def baseline_images(num: int) -> dict[str, np.ndarray]:
 def score_baselines(evaluator: FIDEvaluator, num: int) -> list[dict[str, Any]]:
     """One row per baseline set, scored like a generator against the val split."""
     shapes = OmegaConf.load(CONF_DIR / "data" / "shapes.yaml")  # data=shapes of BASE
+    shapes.pop("defaults", None)  # its defaults list (the metric it picks) is not data
     data = scoring.data_config({"data": shapes}, {"resolution": SIDE, **REFERENCE})
     rows = []
     for name, images in baseline_images(num).items():
@@ -497,7 +507,8 @@ def row_lines(row: dict[str, Any], columns: list[str]) -> list[str]:
         minutes = f"{row['wall_s'] / 60:.1f}"
         leak = leak_cell(row) if which == "ema" else ""
         lines.append(
-            f"| {row['name']} | {label} | " + " | ".join(cells) + f" | {leak} | {minutes} |"
+            f"| {row['name']} | {row['kimg']:g} | {label} | " + " | ".join(cells)
+            + f" | {leak} | {minutes} |"
         )
     return lines
 
@@ -513,12 +524,12 @@ def write_report(
     sample = {k: 0 for row in rows for k in row["g"]} if rows else baselines[0]["values"]
     columns = score_columns(sample)  # every row's columns (conditional rows add cond_acc ...)
     head = [
-        "| row | generator | " + " | ".join(columns) + " | leak ch/hue TV | wall min |",
-        "|---|---|" + "---|" * len(columns) + "---|---|",
+        "| row | kimg | generator | " + " | ".join(columns) + " | leak ch/hue TV | wall min |",
+        "|---|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     body = [line for row in rows for line in row_lines(row, columns)]
     body += [
-        f"| {b['name']} | baseline | " + " | ".join(
+        f"| {b['name']} | | baseline | " + " | ".join(
             _fmt(b["values"][c]) if c in b["values"] else "" for c in columns)
         + f" | {b['values']['leak_channel_tv']:.3f}/{b['values']['leak_hue_tv']:.3f} | |"
         for b in baselines
@@ -579,19 +590,20 @@ def plot_curves(
     return path
 
 
-QUALITY_MD = """# Quality on shapes (offline): every model preset, 32 px, CPU
+QUALITY_MD = """# Quality on shapes (offline): model presets, 32 px, CPU
 
 Written by `{command}` on {date}; machine: {machine}; total wall time {total_min:.1f} min.
 
-Each row trains the preset on the embedded `shapes` data at 32 px for {kimg} kimg per seed
-(seeds {seeds}), with `metric=none` while training and one checkpoint at the end, then scores the
-raw generator (G) and the EMA generator (EMA G) with the shapes metric (`metric=shapes`: Frechet
-distance in the shapes features, precision and recall (k = 3), density and coverage (k = 5))
-from {num_fake} fakes against the validation split (up to {num_fake} images of data seed 0, the
-same for every row). Cells: mean over the seeds (each seed's value). Lower FD is better; precision
-/ recall / coverage are in [0, 1], higher is better (density can exceed 1). The baselines are
-image sets scored the same way: the real floor (training images vs val), uniform noise, and a
-one-kind collapse (images with discs only). Wall time: training + scoring of all seeds of a row.
+Each row trains on the embedded `shapes` data at 32 px for its own length (the `kimg` column)
+once per seed, with `metric=none` while training, then scores the raw generator (G) and the EMA
+generator (EMA G) with the shapes metric (`metric=shapes`: Frechet distance in the shapes
+features, precision and recall (k = 3), density and coverage (k = 5)) from {num_fake} fakes
+against the validation split (up to {num_fake} images of data seed 0, the same for every row).
+Cells: mean over the seeds (each seed's value). Lower FD is better; precision / recall /
+coverage are in [0, 1], higher is better (density can exceed 1). The baselines are image sets
+scored the same way: the real floor (training images vs val), uniform noise, and a one-kind
+collapse (images with discs only). Wall time: training + scoring of all seeds of a row, each
+run on one thread (`--jobs` of them side by side).
 
 {table}
 
@@ -599,14 +611,8 @@ Rows (overrides on top of `{base}`):
 
 {overrides}
 
-Sizing: DCGAN 32 channels at 16 px (preset 64), SAGAN 16 channels at 32 px (preset 32) with
-self-attention at 16 px in G and D (preset 32 px: 32x32 attention costs several times the rest of
-the step on a CPU), PGGAN at most 64 channels per side (preset 512), growing 4 -> 32 px with
-stabilise = fade = kimg/8. This table ran {kimg} kimg per run.
-Short runs: these figures rank settings at a small budget, not final quality.
-
 Reproduce: `make quality` (or `python -m ganlab.quality`); a subset: `python -m ganlab.quality
---only dcgan --kimg 2 --seeds 0`; other rows: `--rows "NAME OVERRIDE ..."`.
+--only dcgan --kimg 2`; other rows: `--rows "NAME OVERRIDE ..."` or `--rows FILE.yaml`.
 """
 
 
@@ -630,7 +636,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ganlab.quality", description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every row")
     parser.add_argument("--only", default=None, help="comma-separated row names (default: all)")
-    parser.add_argument("--kimg", type=float, default=KIMG, help="training length per run, kimg")
+    parser.add_argument("--kimg", type=float, default=None,
+                        help=f"training length of every row, kimg (default: a row's own kimg=, "
+                        f"else {KIMG})")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="e.g. 0,1")
     parser.add_argument("--num-fake", type=int, default=NUM_FAKE, help="fakes per score")
     parser.add_argument(
@@ -647,12 +655,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs side by side, each in its own process (default 1)")
     parser.add_argument("--curve-kimg", type=float, default=None,
-                        help="score a snapshot every this many kimg: the learning curve (PNG)")
+                        help="score a snapshot every this many kimg: the learning curve (PNG; "
+                        f"default: {CURVE_KIMG} for the default table, none with --rows)")
     return parser.parse_args(argv)
 
 
 def select_rows(args: argparse.Namespace) -> dict[str, list[str]]:
     rows = parse_rows(args.rows) if args.rows else preset_rows(args.kimg)
+    if args.kimg is not None:  # --kimg wins over the rows' own lengths
+        rows = {name: [o for o in overrides if not o.startswith("kimg=")]
+                for name, overrides in rows.items()}
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in wanted if n not in rows]
@@ -671,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         if args.jobs < 1:
             raise ConfigError(f"--jobs {args.jobs}: runs side by side must be >= 1")
+        if args.curve_kimg is None and not args.rows:
+            args.curve_kimg = CURVE_KIMG
         if args.curve_kimg is not None and not args.curve_kimg > 0:
             raise ConfigError(f"--curve-kimg {args.curve_kimg}: must be > 0 kimg (or left out)")
         rows_spec = select_rows(args)
@@ -681,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     baselines = [] if args.no_baselines else score_baselines(evaluator, args.num_fake)
-    rows = run_table(rows_spec, seeds, args.kimg, jobs=args.jobs, threads=args.threads or 1,
+    rows = run_table(rows_spec, seeds, args.kimg or KIMG, jobs=args.jobs, threads=args.threads or 1,
                      evaluator=evaluator, workdir=workdir, num_fake=args.num_fake,
                      curve_kimg=args.curve_kimg)
     meta = {
@@ -689,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),
         "total_min": (time.perf_counter() - start) / 60,
-        "kimg": args.kimg,
+        "kimg": args.kimg or "per row",
         "seeds": seeds,
         "num_fake": args.num_fake,
         "base": " ".join(BASE),
