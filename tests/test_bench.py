@@ -91,7 +91,8 @@ def test_end_to_end_quick_runs_a_real_ganlab_run(tmp_path):
 @pytest.mark.slow
 def test_versus_times_each_case_against_its_baseline_overrides(tmp_path):
     path = tmp_path / "bench.json"
-    baseline = ["model.generator.attention_kernel=sdpa", "model.discriminator.attention_kernel=sdpa"]
+    baseline = ["model.generator.attention_kernel=sdpa",
+                "model.discriminator.attention_kernel=sdpa"]
     main(["--model", "sagan", "--json", str(path), "--versus", *baseline, *TINY,
           "model.generator.width=8", "model.discriminator.width=8"])
     result = json.loads(path.read_text())
