@@ -75,7 +75,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         holding anything else is refused with a ConfigError naming it."""
         from ganlab.training.checkpoints import load_as_data
 
-        return load_as_data(path, map_location=map_location or "cpu")
+        return load_as_data(path, map_location=map_location or "cpu", mmap=False)  # read whole
 
 
 def write_error(path: str | Path, error: BaseException) -> OutputWriteError:
