@@ -169,3 +169,19 @@ def test_sagan_projection_needs_batch_norm_in_g():
     with pytest.raises(ConfigError, match="batch_norm=true"):
         sagan.Generator(resolution=16, width=8, batch_norm=False, conditioning="projection",
                         num_classes=K)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "sagan", "pggan"])
+def test_auto_without_labels_builds_an_unconditional_model_outside_a_run(model, tmp_path):
+    """`model.conditioning=auto` is resolved from the data by the run; a model instantiated from
+    its config directly (notebooks, tools) has no labels and builds unconditional."""
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"model={model}", "model.generator.width=8",
+                          "model.discriminator.width=8", "data.resolution=16"], tmp_path / "run")
+    assert cfg.model.conditioning == "auto"
+    module = instantiate(cfg.model)
+    assert module.labels is None
+    assert module.generator.conditioning == module.discriminator.conditioning == "none"

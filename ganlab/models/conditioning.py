@@ -185,7 +185,7 @@ def attach_conditioning(module: nn.Module, conditioning: str, num_classes: int,
     """The module's conditioning: checks that G and D were built with the same mode and label
     length, wraps `module.loss` in AuxClassifierLoss for acgan, and returns the Labels (None when
     unconditional). ConfigError for a mismatch."""
-    check_conditioning(conditioning, num_classes, "model.conditioning")
+    conditioning = check_conditioning(conditioning, num_classes, "model.conditioning")
     for name in ("generator", "discriminator"):
         net = getattr(module, name)
         built = getattr(net, "conditioning", "none")

@@ -30,8 +30,12 @@ from ganlab.utils import ConfigError
 CONDITIONINGS = ("none", "concat", "projection", "acgan")
 
 
-def check_conditioning(conditioning: str, num_classes: int, key: str) -> None:
-    """ConfigError unless `conditioning` is known, with labels (num_classes >= 1) unless none."""
+def check_conditioning(conditioning: str, num_classes: int, key: str) -> str:
+    """The mode to build: ConfigError unless `conditioning` is known, with labels (num_classes
+    >= 1) unless none. `auto` without labels is none: a model instantiated from its config
+    outside a run (where `fit.configure_labels` resolves `auto` from the data) is unconditional."""
+    if conditioning == "auto" and num_classes == 0:
+        return "none"
     if conditioning not in CONDITIONINGS:
         raise ConfigError(
             f"{key}={conditioning!r} is not one of {list(CONDITIONINGS)}: set e.g. "
@@ -44,6 +48,7 @@ def check_conditioning(conditioning: str, num_classes: int, key: str) -> None:
             f"{key}={conditioning} needs labels: set data.labels=class (or attributes with "
             "data.attributes=[...]), or model.conditioning=none"
         )
+    return conditioning
 
 
 def label_planes(x: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
@@ -143,7 +148,7 @@ class LabelledDiscriminator(nn.Module):
 
     def setup_conditioning(self, conditioning: str, num_classes: int) -> None:
         """The switch and the label state (call before building the first layer)."""
-        check_conditioning(conditioning, num_classes, "model.conditioning")
+        conditioning = check_conditioning(conditioning, num_classes, "model.conditioning")
         self.conditioning, self.num_classes = conditioning, num_classes
         self.bound_labels: Tensor | None = None  # set per iteration by the training loop
         self.class_logits: list[Tensor] = []  # acgan: classifier outputs of the calls so far

@@ -47,7 +47,7 @@ class Generator(nn.Module):
         super().__init__()
         check_resolution(resolution, 8, 256, "data.resolution")
         check_positive(width, "model.generator.width")
-        check_conditioning(conditioning, num_classes, "model.conditioning")
+        conditioning = check_conditioning(conditioning, num_classes, "model.conditioning")
         self.z_dim, self.resolution = z_dim, resolution
         self.conditioning, self.num_classes = conditioning, num_classes
         self.label_input = conditioning in ("concat", "acgan")  # [z, y] is the input

@@ -222,7 +222,7 @@ class Generator(Progressive):
     ) -> None:
         check_resolution(resolution, 4, 1024, "data.resolution")
         check_positive(z_dim, "model.generator.z_dim")
-        check_conditioning(conditioning, num_classes, "model.conditioning")
+        conditioning = check_conditioning(conditioning, num_classes, "model.conditioning")
         check_layer_options("model.generator", norm, G_NORMS, equalized_lr, spectral_norm)
         super().__init__(resolution)
         self.z_dim, self.tanh = z_dim, tanh

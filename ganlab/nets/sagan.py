@@ -93,7 +93,7 @@ class Generator(nn.Module):
         check_resolution(resolution, 8, 256, "data.resolution")
         check_positive(width, "model.generator.width")
         check_positive(z_dim, "model.generator.z_dim")
-        check_conditioning(conditioning, num_classes, "model.conditioning")
+        conditioning = check_conditioning(conditioning, num_classes, "model.conditioning")
         if conditioning == "projection" and not batch_norm:
             raise ConfigError(
                 "model.conditioning=projection conditions G's batch norms: keep "
