@@ -41,7 +41,8 @@ def offline(monkeypatch, tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_fid_is_the_default_metric(tmp_path):
-    cfg = compose_config(["debug=tiny"], tmp_path / "run")
+    """FID for any data but the embedded shapes (which score with their shapes metric)."""
+    cfg = compose_config(["debug=tiny", "data=celeba"], tmp_path / "run")
     assert cfg.metric._target_ == "ganlab.metrics.evaluator.FIDEvaluator"
     assert cfg.metric.download is False and cfg.metric.required is False
 

@@ -157,7 +157,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("*.z_dim", POSITIVE_INT),
     ("*batch_size", POSITIVE_INT),
     ("*.num_workers", COUNT),
-    ("data.cache_workers", Rule(("int",), low=1, nullable=True)),
+    ("data.cache_workers", Rule(("int",), low=0, nullable=True)),  # 0: decode in-process
     ("data.max_images", Rule(("int",), low=1, nullable=True)),
     ("data.crop", Rule(("int",), low=1, nullable=True)),
     ("data.root", Rule(("str",), nullable=True)),
