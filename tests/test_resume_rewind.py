@@ -47,6 +47,9 @@ class KillAt(pl.Callback):
 def _train(cfg) -> None:
     import torch
 
+    # a process of its own, as a killed and restarted job is: not the wandb-core service an
+    # earlier test of this pytest process started (it still holds the killed child's run id)
+    os.environ.pop("WANDB_SERVICE", None)
     torch.set_num_threads(1)
     train(cfg)
 

@@ -219,6 +219,7 @@ class KimgCheckpoint(pl.Callback):
     ) -> None:
         if isinstance(exception, KeyboardInterrupt):
             self.save(trainer, pl_module, self.last_path)
+        self._restore_handlers()  # Lightning runs no teardown hook after an exception
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore_handlers()
