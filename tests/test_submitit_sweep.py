@@ -29,6 +29,7 @@ SBATCH = """#!/bin/bash
 here=$(dirname "$0"); script="$1"
 array=$(grep -o -- '--array=[0-9]*-[0-9]*' "$script" | sed 's/--array=//')
 last=${array#*-}
+rm -f "$here"/1234_*.done  # a new submission: no task of an earlier sweep counts as done
 for task in $(seq 0 "${last:-0}"); do
   (SLURM_JOB_ID=1234 SLURM_ARRAY_JOB_ID=1234 SLURM_ARRAY_TASK_ID=$task SLURM_NTASKS=1 \\
    SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NODEID=0 SLURM_JOB_NUM_NODES=1 SLURM_JOB_NAME=run \\
