@@ -23,6 +23,7 @@ from omegaconf import DictConfig, ListConfig, open_dict
 from PIL import Image
 
 from ganlab.run import MetricMissingError, train
+from ganlab.training.config_schema import leaves
 from ganlab.utils import ConfigError
 from tests.conftest import compose_config
 
@@ -39,18 +40,6 @@ PGGAN_TINY = ["model.schedule.stabilize_kimg=0.016", "model.schedule.fade_kimg=0
               "model.discriminator.width=8"]
 SAGAN_TINY = ["model.generator.attention=[8]", "model.discriminator.attention=[8]",
               "model.attention_every_kimg=0.016"]
-
-
-def leaves(node: DictConfig, prefix: str = ""):
-    """(dotted key, parent, name) of every leaf (interpolations and nulls are leaves)."""
-    for key in node:
-        child = node._get_node(key)
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(child, DictConfig) and not child._is_interpolation() and not child._is_none():
-            yield from leaves(child, path)
-        else:
-            yield path, node, key
-
 
 def write_images(root: Path, num: int = 40) -> Path:
     """A folder of `num` small random PNGs (the folder data group's input)."""

@@ -392,7 +392,8 @@ class ADA(Augment):
 
     # ------------------------------------------------------------------ state
     def _apply(self, fn: Any, recurse: bool = True) -> ADA:
-        """.to(device) / .cuda() move the state like a buffer; it stays float32 (.half() too)."""
+        """Module moves (`.to(device)`) take the state along like a buffer; it stays float32
+        under dtype casts (`.half()` too)."""
         super()._apply(fn, recurse)
         for name in STATE:
             setattr(self, name, fn(getattr(self, name)).float())
